@@ -1,0 +1,100 @@
+"""Command-line interface: parse, load config, call one function per command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synthaug.config import ConfigError, DataConfig, load_config
+from synthaug.data.sources import SourceError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Does synthetic data beat classical augmentation? Measure it."
+)
+log = logging.getLogger("synthaug")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def audit(
+    data: Annotated[str, typer.Argument(help="image folder, parquet file/folder, hf:<id>, or 'phantom'")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the audit as JSON here")] = None,
+    size: Annotated[int, typer.Option(help="preprocessing size used for near-duplicate checks")] = 64,
+    config: Annotated[Path | None, typer.Option(help="YAML config whose data: section to use")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override, e.g. data.leakage.min_correlation=0.98")
+    ] = None,
+) -> None:
+    """Counts, sizes, modes, unreadable files, duplicate groups and train/test leakage."""
+    from synthaug.data import prepare_data
+    from synthaug.data.audit import format_report
+    from synthaug.io import write_json
+
+    try:
+        cfg = load_config(config, [f"data.source={data}", f"data.size={size}", *(set_ or [])]).data
+        report = prepare_data(cfg).audit
+    except (ConfigError, SourceError) as exc:
+        _fail(exc)
+    typer.echo(format_report(report))
+    if json_out:
+        write_json(json_out, report)
+        typer.echo(f"\nwrote {json_out}")
+
+
+@app.command()
+def phantoms(
+    out: Annotated[Path, typer.Argument(help="output folder (Training/, Testing/, masks/)")],
+    n: Annotated[int, typer.Option(help="number of images")] = 2000,
+    size: Annotated[int, typer.Option(help="image side in pixels")] = 64,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    imbalance: Annotated[str | None, typer.Option(help="class weights, e.g. 'pituitary=0.1,glioma=0.5'")] = None,
+    rare_class: Annotated[bool, typer.Option("--rare-class", help="add a fifth 'metastasis' class")] = False,
+    test_fraction: Annotated[float, typer.Option(help="share of images in Testing/")] = 0.2,
+) -> None:
+    """Write the built-in phantom MRI dataset as an image folder with lesion masks."""
+    from synthaug.data import write_image_folder
+    from synthaug.data.phantoms import generate
+
+    try:
+        weights = _parse_weights(imbalance) if imbalance else None
+        PhantomArgs = DataConfig.model_fields["phantom"].annotation
+        PhantomArgs.model_validate({"n": n, "seed": seed, "imbalance": weights, "test_fraction": test_fraction})  # type: ignore[union-attr]
+        data = generate(n, size, seed, weights, rare_class, test_fraction)
+    except (ValueError, ConfigError) as exc:
+        _fail(exc)
+    if out.exists() and any(out.iterdir()):
+        _fail(FileExistsError(f"output folder '{out}' is not empty; choose a new folder so nothing is overwritten"))
+    write_image_folder(data, out)
+    typer.echo(f"wrote {len(data)} images of {list(data.class_names)} to {out} (counts {data.class_counts().tolist()})")
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--imbalance expects name=weight pairs like 'pituitary=0.1', got {part!r}") from None
+    return weights

@@ -1,0 +1,60 @@
+"""Atomic artifact writing: every file a stage produces appears whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the same folder as ``path``; rename it onto ``path`` on success.
+
+    The temporary file keeps the target's suffix so libraries that infer the format from the
+    name (PIL, pandas, torch) behave the same. On error the temporary file is removed and the
+    old ``path`` (if any) is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths and sets appear in metrics; make them plain JSON.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (Path, set, frozenset, tuple)):
+        return str(obj) if isinstance(obj, Path) else list(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
