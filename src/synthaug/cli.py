@@ -98,3 +98,25 @@ def _parse_weights(text: str) -> dict[str, float]:
         except ValueError:
             raise ValueError(f"--imbalance expects name=weight pairs like 'pituitary=0.1', got {part!r}") from None
     return weights
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="study YAML (see configs/)")],
+    data: Annotated[str | None, typer.Option(help="override data.source (folder, parquet, hf:<id>, phantom)")] = None,
+    out: Annotated[Path, typer.Option(help="run directory; an existing one with the same config resumes")] = Path(
+        "runs/study"
+    ),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. study.seeds=[0,1,2]")] = None,
+    force: Annotated[list[str] | None, typer.Option(help="re-run this stage even if complete")] = None,
+) -> None:
+    """Run the whole study, resuming stages that are already complete."""
+    from synthaug.study.runner import run_study
+
+    overrides = ([f"data.source={data}"] if data else []) + list(set_ or [])
+    try:
+        cfg = load_config(config, overrides)
+        run_dir = run_study(cfg, out, set(force or []))
+    except (ConfigError, SourceError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"study complete: {run_dir.root}")

@@ -51,3 +51,15 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
 def train_val_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices carved from the training split, stratified, seeded."""
     return stratified_split(labels, val_fraction, seed=seed + 10_007)
+
+
+def cell_indices(labels: np.ndarray, fraction: float, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into the training pool for one (real fraction, seed) cell.
+
+    The real subset is drawn first (nested across fractions), then validation is carved from
+    it: a user who owns 10% of the data would validate on part of that 10%, not on more.
+    Depends only on labels, fraction and seed, so every policy of a seed sees the same images.
+    """
+    subset = stratified_subset(labels, fraction, seed)
+    fit, val = train_val_indices(labels[subset], val_fraction, seed)
+    return subset[fit], subset[val]

@@ -1,0 +1,1 @@
+"""Study runner: the stage graph over one run directory, resumable stage by stage."""

@@ -1,0 +1,80 @@
+"""Stage graph of a study over one run directory. Each stage is skipped when its artifact exists."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthaug.config import SynthaugConfig
+from synthaug.data import PreparedData, prepare_data
+from synthaug.data.splits import cell_indices
+from synthaug.io import write_json
+from synthaug.study.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyContext:
+    cfg: SynthaugConfig
+    run: RunDir
+    _data: PreparedData | None = None
+
+    @property
+    def data(self) -> PreparedData:
+        # Decoding is cached on disk, so preparing again after a restart costs seconds.
+        if self._data is None:
+            self._data = prepare_data(self.cfg.data, seed=self.cfg.study.seeds[0])
+        return self._data
+
+
+def stage_audit(ctx: StudyContext) -> None:
+    write_json(ctx.run.audit, ctx.data.audit)
+
+
+def stage_splits(ctx: StudyContext) -> None:
+    """Record by file id which images train, validate and test every (seed, real fraction) cell."""
+    train, study = ctx.data.train, ctx.cfg.study
+    cells: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for seed in study.seeds:
+        cells[str(seed)] = {}
+        for frac in study.real_fractions:
+            fit, val = cell_indices(train.labels, frac, ctx.cfg.data.val_fraction, seed)
+            cells[str(seed)][f"{frac:g}"] = {"train": train.ids[fit].tolist(), "val": train.ids[val].tolist()}
+    write_json(
+        ctx.run.splits,
+        {"test": ctx.data.test.ids.tolist(), "removed_test": ctx.data.removed_test_ids, "cells": cells},
+    )
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    artifact: Callable[[RunDir], Path]
+    run: Callable[[StudyContext], None]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("audit", lambda r: r.audit, stage_audit),
+    Stage("splits", lambda r: r.splits, stage_splits),
+)
+
+
+def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> RunDir:
+    """Run every stage whose artifact is missing (or forced); return the run directory."""
+    force = force or set()
+    unknown = force - {s.name for s in STAGES}
+    if unknown:
+        raise ValueError(f"--force names unknown stage(s) {sorted(unknown)}; stages are {[s.name for s in STAGES]}")
+    run = RunDir(out)
+    run.init(cfg)
+    ctx = StudyContext(cfg, run)
+    for stage in STAGES:
+        if stage.artifact(run).exists() and stage.name not in force:
+            log.info("stage %s: complete, skipped", stage.name)
+            continue
+        log.info("stage %s: running", stage.name)
+        stage.run(ctx)
+    return run

@@ -1,0 +1,55 @@
+"""The study runner writes a run directory, resumes, and refuses to mix studies."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from synthaug.cli import app
+from synthaug.config import ConfigError, load_config
+from synthaug.io import read_json
+from synthaug.study.runner import run_study
+
+SMALL = ["data.size=32", "data.phantom.n=80", "study.seeds=[0,1]", "study.real_fractions=[0.5,1.0]"]
+
+
+def test_run_writes_config_audit_and_paired_splits(tmp_path: Path) -> None:
+    run = run_study(load_config(None, SMALL), tmp_path / "run")
+    assert load_config(run.config) == load_config(None, SMALL)
+    audit = read_json(run.audit)
+    assert audit["images"] == 80 and "leakage_filter" in audit
+    splits = read_json(run.splits)
+    test = set(splits["test"])
+    for seed in ("0", "1"):
+        half, full = splits["cells"][seed]["0.5"], splits["cells"][seed]["1"]
+        assert not (set(half["train"]) | set(half["val"])) & test  # no test image in training or validation
+        assert not set(half["train"]) & set(half["val"])
+        assert set(half["train"]) | set(half["val"]) <= set(full["train"]) | set(full["val"])
+    assert splits["cells"]["0"]["1"] != splits["cells"]["1"]["1"]
+
+
+def test_resume_skips_complete_stages_and_force_reruns(tmp_path: Path) -> None:
+    cfg = load_config(None, SMALL)
+    run = run_study(cfg, tmp_path / "run")
+    stamp = run.splits.stat().st_mtime_ns
+    run_study(cfg, tmp_path / "run")
+    assert run.splits.stat().st_mtime_ns == stamp
+    run_study(cfg, tmp_path / "run", force={"splits"})
+    assert run.splits.stat().st_mtime_ns != stamp
+    with pytest.raises(ValueError, match="unknown stage"):
+        run_study(cfg, tmp_path / "run", force={"nope"})
+
+
+def test_a_different_config_never_overwrites_a_run(tmp_path: Path) -> None:
+    run_study(load_config(None, SMALL), tmp_path / "run")
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_study(load_config(None, [*SMALL, "data.size=48"]), tmp_path / "run")
+
+
+def test_cli_run_with_quickstart_config(tmp_path: Path) -> None:
+    config = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    res = CliRunner().invoke(
+        app, ["run", str(config), "--out", str(tmp_path / "q"), *[a for s in SMALL for a in ("--set", s)]]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "q" / "splits.json").exists() and (tmp_path / "q" / "environment.yaml").exists()
