@@ -1,6 +1,6 @@
 """Phantom generator throughput: batched (the library) vs one image per call (reference), same run.
 
-    python benchmarks/bench_phantoms.py [--n 4000] [--size 64]
+python benchmarks/bench_phantoms.py [--n 4000] [--size 64]
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ def main() -> None:
     labels = torch.as_tensor(np.arange(n_ref) % 4)
     g = torch.Generator().manual_seed(0)
     # Reference: the same renderer, one image per call (what a per-image loop would cost).
-    ref = _rate(lambda: [phantoms._draw_batch(labels[i : i + 1], args.size, phantoms.CLASSES, g) for i in range(n_ref)], n_ref)
+    ref = _rate(
+        lambda: [phantoms._draw_batch(labels[i : i + 1], args.size, phantoms.CLASSES, g) for i in range(n_ref)], n_ref
+    )
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
-    print(f"phantoms {args.size}px: batched {batched:,.0f} img/s; one-per-call reference {ref:,.0f} img/s; ratio {batched / ref:.1f}x")
+    print(
+        f"phantoms {args.size}px: batched {batched:,.0f} img/s;",
+        f"one-per-call reference {ref:,.0f} img/s; ratio {batched / ref:.1f}x",
+    )
 
 
 if __name__ == "__main__":

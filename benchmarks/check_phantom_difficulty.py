@@ -54,7 +54,11 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=200)
     args = ap.parse_args()
     accs = [run(s, args.epochs, args.n_train) for s in range(args.seeds)]
-    print(f"train {args.n_train} phantom images (64 px), test 1000:", ", ".join(f"{a:.3f}" for a in accs), f"mean {np.mean(accs):.3f}")
+    print(
+        f"train {args.n_train} phantom images (64 px), test 1000:",
+        ", ".join(f"{a:.3f}" for a in accs),
+        f"mean {np.mean(accs):.3f}",
+    )
 
 
 if __name__ == "__main__":
