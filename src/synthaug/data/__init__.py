@@ -94,7 +94,9 @@ def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
     dups = find_duplicates(scan, lk.phash_max_distance, lk.min_correlation)
     if not (scan.splits == "test").any():
         scan = dataclasses.replace(scan, splits=_assign_test_split(scan, dups.near, cfg.test_fraction, seed))
-    report = audit_report(scan, source, dups, lk.phash_max_distance, lk.min_correlation)
+    p = cfg.phantom
+    phantom = f"built-in phantoms (n={p.n}, seed={p.seed}, size={cfg.size}, rare_class={p.rare_class})"
+    report = audit_report(scan, source, dups, lk.phash_max_distance, lk.min_correlation, phantom)
     leaked = np.zeros(len(scan.ids), bool)
     if lk.remove_test_duplicates:
         leaked = leaked_test_rows(scan, dups.near if lk.near_duplicates else dups.exact)

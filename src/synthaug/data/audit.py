@@ -141,7 +141,12 @@ def _group_summary(records: list[dict]) -> dict:
 
 
 def audit_report(
-    scan: Scan, source: RawSource | None, dups: DuplicateGroups, phash_max_distance: int, min_correlation: float
+    scan: Scan,
+    source: RawSource | None,
+    dups: DuplicateGroups,
+    phash_max_distance: int,
+    min_correlation: float,
+    description: str = "in-memory data",
 ) -> dict:
     """The whole audit as a JSON-ready dict (also what the report's audit section shows)."""
     ok = scan.ok
@@ -152,7 +157,7 @@ def audit_report(
     sizes = Counter(f"{w}x{h}" for w, h in zip(scan.widths[ok], scan.heights[ok], strict=False))
     exact, near = _group_records(scan, dups.exact), _group_records(scan, dups.near)
     return {
-        "source": source.description if source else "in-memory data",
+        "source": source.description if source else description,
         "class_names": list(scan.class_names),
         "images": len(scan.ids),
         "readable": int(ok.sum()),
