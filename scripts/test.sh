@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1
 VENV="${SYNTHAUG_VENV:-.venv}"
 "$VENV/bin/ruff" check src tests benchmarks || exit 1
+"$VENV/bin/mypy" src/synthaug || exit 1
 "$VENV/bin/python" -m pytest -q "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

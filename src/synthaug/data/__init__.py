@@ -115,7 +115,7 @@ def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
 def write_image_folder(data: ImageSet, out: Path) -> int:
     """Write ``out/Training|Testing/<class>/<id>.png`` (+ ``out/masks/...`` when masks exist)."""
     folder = {"train": "Training", "test": "Testing"}
-    for i in tqdm(range(len(data)), desc="write", unit="img"):
+    for i in tqdm(range(len(data)), desc="write", unit="img", disable=None):
         rel = (
             Path(folder.get(str(data.splits[i]), "Training")) / data.class_names[data.labels[i]] / f"{data.ids[i]}.png"
         )

@@ -133,9 +133,11 @@ def scan_source(source: RawSource, size: int, cache_dir: Path | None = None, wor
     jobs = [(it, size) for it in source.items]
     if workers > 1 and n > 200:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(tqdm(pool.map(_scan_one, jobs, chunksize=64), total=n, desc="decode", unit="img"))
+            results = list(
+                tqdm(pool.map(_scan_one, jobs, chunksize=64), total=n, desc="decode", unit="img", disable=None)
+            )
     else:
-        results = [_scan_one(j) for j in tqdm(jobs, desc="decode", unit="img")]
+        results = [_scan_one(j) for j in tqdm(jobs, desc="decode", unit="img", disable=None)]
     has_masks = any(r[7] is not None for r in results)
     scan = Scan(
         ids=np.array([it.id for it in source.items], dtype=object),

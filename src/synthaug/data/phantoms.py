@@ -139,7 +139,12 @@ def _draw_batch(
 
 
 def _ellipse(
-    x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, rx: float, ry: float
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cx: torch.Tensor,
+    cy: torch.Tensor,
+    rx: float | torch.Tensor,
+    ry: float | torch.Tensor,
 ) -> torch.Tensor:
     return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2
 

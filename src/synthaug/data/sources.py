@@ -104,7 +104,7 @@ def list_folder(root: Path) -> RawSource:
     splits = _split_dirs(root)
     if splits and "train" not in splits:
         raise SourceError(f"'{root}' has a test folder ({splits['test'].name}) but no Training/Train/train folder")
-    roots = splits or {None: root}
+    roots: dict[str | None, Path] = {k: v for k, v in splits.items()} if splits else {None: root}
     class_dirs: dict[str | None, list[Path]] = {}
     for split, split_root in roots.items():
         dirs = sorted(p for p in split_root.iterdir() if p.is_dir() and not p.name.startswith("."))
