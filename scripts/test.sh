@@ -4,6 +4,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh || exit 1
 VENV="${SYNTHAUG_VENV:-.venv}"
+# The report test opens the HTML report in headless Chromium (Debian's chromium + chromium-driver).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver for the report test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+      || echo "warning: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "warning: chromium/chromedriver missing and not installable here; the browser test will be skipped" >&2
+  fi
+fi
 "$VENV/bin/ruff" check src tests benchmarks || exit 1
 "$VENV/bin/mypy" src/synthaug || exit 1
 "$VENV/bin/python" -m pytest -q "$@"

@@ -119,4 +119,16 @@ def run(
         run_dir = run_study(cfg, out, set(force or []))
     except (ConfigError, SourceError, ValueError) as exc:
         _fail(exc)
-    typer.echo(f"study complete: {run_dir.root}")
+    typer.echo(f"study complete: {run_dir.root} (report: {run_dir.root / 'report.html'})")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a finished (or partial) run directory")]) -> None:
+    """Rebuild RUN_DIR/report.html from the run directory alone."""
+    from synthaug.report import build_report
+
+    try:
+        path = build_report(run_dir)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {path}")

@@ -10,7 +10,9 @@ from pathlib import Path
 from synthaug.config import SynthaugConfig
 from synthaug.data import PreparedData, prepare_data
 from synthaug.data.splits import cell_indices
-from synthaug.io import write_json
+from synthaug.io import atomic_write, write_json
+from synthaug.report import build_report
+from synthaug.report.figures import image_grid
 from synthaug.study.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -49,16 +51,30 @@ def stage_splits(ctx: StudyContext) -> None:
     )
 
 
+def stage_samples(ctx: StudyContext) -> None:
+    """A grid of real training images per class, for the report."""
+    train = ctx.data.train
+    png = image_grid(train.images, train.labels, train.class_names)
+    atomic_write(ctx.run.root / "figures" / "real_grid.png", lambda p: p.write_bytes(png))
+
+
+def stage_report(ctx: StudyContext) -> None:
+    build_report(ctx.run.root)
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     artifact: Callable[[RunDir], Path]
     run: Callable[[StudyContext], None]
+    derived: bool = False  # rebuilt on every run: it only summarises other artifacts
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("audit", lambda r: r.audit, stage_audit),
     Stage("splits", lambda r: r.splits, stage_splits),
+    Stage("samples", lambda r: r.root / "figures" / "real_grid.png", stage_samples),
+    Stage("report", lambda r: r.root / "report.html", stage_report, derived=True),
 )
 
 
@@ -72,7 +88,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     run.init(cfg)
     ctx = StudyContext(cfg, run)
     for stage in STAGES:
-        if stage.artifact(run).exists() and stage.name not in force:
+        if stage.artifact(run).exists() and stage.name not in force and not stage.derived:
             log.info("stage %s: complete, skipped", stage.name)
             continue
         log.info("stage %s: running", stage.name)

@@ -1,0 +1,117 @@
+"""Build RUN_DIR/report.html from the artifacts in the run directory (nothing is recomputed).
+
+Each section is a small function that reads its artifacts and returns HTML, or None when the
+study has not produced them (a study without generators has no synthetic-sample section).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from synthaug.io import read_json, write_text
+from synthaug.report import figures
+from synthaug.study.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    title: str
+    html: str
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure(uri: str, caption: str) -> str:
+    return f'<figure><img src="{uri}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+
+
+def audit_section(run: RunDir) -> str | None:
+    a = read_json(run.audit)
+    names = a["class_names"]
+    rows = [[split, *(row[c] for c in names), sum(row.values())] for split, row in a["counts"].items()]
+    parts = [_table(["split", *names, "total"], rows)]
+    parts.append(_figure(figures.class_counts_figure(a["counts"]), "Images per class and split after decoding."))
+    modes = ", ".join(f"{m}: {k}" for m, k in a["modes"].items())
+    parts.append(f"<p>Modes before conversion: {escape(modes)}. {a['distinct_sizes']} distinct image sizes.</p>")
+    if a["unreadable"]:
+        listed = "".join(f"<li>{escape(u['id'])}: {escape(u['reason'])}</li>" for u in a["unreadable"][:20])
+        parts.append(f"<p class='warn'>{len(a['unreadable'])} unreadable files were skipped:</p><ul>{listed}</ul>")
+    dup_rows = [
+        [
+            kind,
+            s["groups"],
+            s["images"],
+            s["cross_split_groups"],
+            s["label_conflict_groups"],
+            s["test_images_duplicating_train"],
+        ]
+        for kind, s in (("exact", a["exact_duplicates"]), ("near", a["near_duplicates"]))
+    ]
+    parts.append(
+        _table(
+            ["duplicates", "groups", "images", "groups across train/test", "label conflicts", "test copies of train"],
+            dup_rows,
+        )
+    )
+    rule = a["near_duplicate_rule"]
+    lf = a["leakage_filter"]
+    parts.append(
+        f"<p class='muted'>Near duplicates: perceptual-hash distance ≤ {rule['phash_max_distance']} of 64 bits and "
+        f"pixel correlation ≥ {rule['min_correlation']}.</p>"
+        f"<p><b>Leakage filter</b> ({'on' if lf['enabled'] else 'off'}, {lf['kind']} duplicates): "
+        f"{lf['removed_test_images']} test images removed, {lf['test_images_kept']} kept for evaluation.</p>"
+    )
+    return "\n".join(parts)
+
+
+def samples_section(run: RunDir) -> str | None:
+    grid = run.root / "figures" / "real_grid.png"
+    if not grid.exists():
+        return None
+    rows = ", ".join(read_json(run.audit)["class_names"])
+    return _figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
+
+
+def config_section(run: RunDir) -> str | None:
+    env = yaml.safe_load(run.environment.read_text(encoding="utf-8")) if run.environment.exists() else {}
+    rows = [[k, v] for k, v in env.items()]
+    return _table(["component", "version"], rows) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
+
+
+SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
+    ("audit", "Dataset audit and leakage", audit_section),
+    ("samples", "Sample images", samples_section),
+    ("config", "Configuration and versions", config_section),
+)
+
+
+def build_report(run_dir: Path) -> Path:
+    """Render ``run_dir/report.html`` from the run directory's artifacts; returns its path."""
+    run = RunDir(Path(run_dir))
+    for needed in (run.config, run.audit):
+        if not needed.exists():
+            raise FileNotFoundError(
+                f"'{needed}' is missing: is '{run.root}' a synthaug run directory? Run `synthaug run` first"
+            )
+    sections = [Section(sid, title, html) for sid, title, fn in SECTIONS if (html := fn(run)) is not None]
+    env = Environment(loader=PackageLoader("synthaug.report", "templates"), autoescape=select_autoescape(["html"]))
+    study = yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]
+    html = env.get_template("report.html").render(
+        study=study,
+        audit=read_json(run.audit),
+        sections=sections,
+        made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    )
+    return write_text(run.root / "report.html", html)
