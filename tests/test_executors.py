@@ -1,0 +1,28 @@
+import functools
+import os
+
+import pytest
+
+from synthaug.study.executors import LocalProcessExecutor, SerialExecutor, default_workers, make_executor, run_all
+
+
+def _square(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def test_serial_and_process_executors_agree_and_keep_order() -> None:
+    tasks = [functools.partial(_square, i) for i in range(6)]
+    serial = run_all(SerialExecutor(), tasks)
+    pooled = run_all(LocalProcessExecutor(2), tasks)
+    assert [r[0] for r in serial] == [r[0] for r in pooled] == [i * i for i in range(6)]
+    assert {r[1] for r in serial} == {os.getpid()}
+    assert os.getpid() not in {r[1] for r in pooled}
+
+
+def test_worker_defaults_respect_memory_and_gpu() -> None:
+    assert default_workers(1e9, cuda=False) == 1  # a petabyte per worker fits once at most
+    assert default_workers(0.001, cuda=True) == 1
+    assert 1 <= default_workers(0.001, cuda=False) <= (os.cpu_count() or 1)
+    assert isinstance(make_executor(1), SerialExecutor)
+    with pytest.raises(ValueError, match="workers"):
+        LocalProcessExecutor(0)
