@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from synthaug.config import DataConfig
-from synthaug.data import prepare_data
+from synthaug.data.prepare import prepare_data
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthaug.data import write_image_folder
 from synthaug.data.phantoms import generate
+from synthaug.data.prepare import write_image_folder
 
 
 @pytest.fixture(autouse=True)

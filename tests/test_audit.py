@@ -7,10 +7,10 @@ import numpy as np
 from PIL import Image
 
 from synthaug.config import DataConfig, LeakageConfig
-from synthaug.data import prepare_data
 from synthaug.data.audit import find_duplicates
 from synthaug.data.load import scan_imageset
 from synthaug.data.phantoms import generate
+from synthaug.data.prepare import prepare_data
 
 from .conftest import save_png
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from synthaug.config import DataConfig
-from synthaug.data import prepare_data
 from synthaug.data.load import scan_source
+from synthaug.data.prepare import prepare_data
 from synthaug.data.sources import SourceError, list_source
 
 from .conftest import random_images, save_png

@@ -47,8 +47,8 @@ def audit(
     ] = None,
 ) -> None:
     """Counts, sizes, modes, unreadable files, duplicate groups and train/test leakage."""
-    from synthaug.data import prepare_data
     from synthaug.data.audit import format_report
+    from synthaug.data.prepare import prepare_data
     from synthaug.io import write_json
 
     try:
@@ -73,8 +73,8 @@ def phantoms(
     test_fraction: Annotated[float, typer.Option(help="share of images in Testing/")] = 0.2,
 ) -> None:
     """Write the built-in phantom MRI dataset as an image folder with lesion masks."""
-    from synthaug.data import write_image_folder
     from synthaug.data.phantoms import generate
+    from synthaug.data.prepare import write_image_folder
 
     try:
         weights = _parse_weights(imbalance) if imbalance else None

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from synthaug.augment.config import PolicySpec, as_specs, policies_label
+from synthaug.classifiers.config import ModelConfig, TrainConfig
 from synthaug.config_base import StrictModel
 
 
@@ -52,15 +54,54 @@ class DataConfig(StrictModel):
 
 
 class StudyConfig(StrictModel):
+    """The grid: every model × policy × real fraction × seed is one classifier run."""
+
     name: str = "study"
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     real_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
+    policies: list[list[PolicySpec]] = Field(
+        default_factory=lambda: [[]],
+        min_length=1,
+        description="each entry is one policy combination, e.g. [] (none), ['classical:p=0.2'], [autoaugment]",
+    )
+    baseline: str = Field("none", description="policy label the paired comparisons are made against")
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    workers: int | None = Field(None, ge=1, description="parallel grid cells (default: what cores and memory allow)")
+    memory_per_worker_gb: float = Field(2.0, gt=0, description="memory one grid cell may use, for the default")
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _parse_policies(cls, value: Any) -> Any:
+        from synthaug.augment import available_policies
+
+        if not isinstance(value, list):
+            return value
+        parsed = [as_specs(combo if isinstance(combo, list) else [combo]) for combo in value]
+        known = available_policies()
+        for spec in (s for combo in parsed for s in combo):
+            if spec.name not in known:
+                close = difflib.get_close_matches(spec.name, known, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"unknown policy {spec.name!r}; available: {known}.{hint}")
+        return parsed
+
+    @field_validator("real_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        bad = [f for f in value if not 0 < f <= 1]
+        if bad:
+            raise ValueError(f"real fractions must lie in (0, 1], got {bad}")
+        return value
+
+    def policy_labels(self) -> list[str]:
+        return [policies_label([s for s in combo if s.name != "none"]) for combo in self.policies]
 
 
 class SynthaugConfig(StrictModel):
     data: DataConfig = DataConfig()
     study: StudyConfig = StudyConfig()
+    train: TrainConfig = TrainConfig()
 
 
 def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:

@@ -16,7 +16,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from synthaug.io import read_json, write_text
-from synthaug.report import figures
+from synthaug.report import figures, results
 from synthaug.study.rundir import RunDir
 
 
@@ -84,6 +84,47 @@ def samples_section(run: RunDir) -> str | None:
     return _figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
 
 
+def _study(run: RunDir) -> dict:
+    return yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]
+
+
+def results_section(run: RunDir) -> str | None:
+    df = results.load_results(run.root)
+    if df is None or df.empty:
+        return None
+    parts = [results.results_table(df), _figure(results.strip_plots(df), "Balanced accuracy per seed, by policy.")]
+    curve = results.efficiency_curve(df)
+    if curve:
+        parts.append(_figure(curve, "Data efficiency: balanced accuracy vs the share of real training data used."))
+    return "".join(parts)
+
+
+def paired_section(run: RunDir) -> str | None:
+    df = results.load_results(run.root)
+    if df is None or df.empty or df["policy"].nunique() < 2:
+        return None
+    return results.paired_table(df, _study(run)["baseline"])
+
+
+def per_class_section(run: RunDir) -> str | None:
+    df = results.load_results(run.root)
+    if df is None or df.empty:
+        return None
+    parts = [results.per_class_f1(df)]
+    conf = results.confusion_figure(df, run.root)
+    if conf:
+        parts.append(
+            _figure(conf, "Test confusion matrices summed over seeds (largest real fraction); rows are true classes.")
+        )
+    return "".join(parts)
+
+
+def curves_section(run: RunDir) -> str | None:
+    df = results.load_results(run.root)
+    curves = None if df is None or df.empty else results.training_curves(df, run.root)
+    return _figure(curves, "Validation loss per epoch (first seed, largest real fraction).") if curves else None
+
+
 def config_section(run: RunDir) -> str | None:
     env = yaml.safe_load(run.environment.read_text(encoding="utf-8")) if run.environment.exists() else {}
     rows = [[k, v] for k, v in env.items()]
@@ -93,6 +134,10 @@ def config_section(run: RunDir) -> str | None:
 SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
     ("audit", "Dataset audit and leakage", audit_section),
     ("samples", "Sample images", samples_section),
+    ("results", "Results per cell", results_section),
+    ("paired", "Paired differences against the baseline", paired_section),
+    ("per-class", "Per-class F1 and confusion matrices", per_class_section),
+    ("curves", "Training curves", curves_section),
     ("config", "Configuration and versions", config_section),
 )
 
@@ -107,7 +152,7 @@ def build_report(run_dir: Path) -> Path:
             )
     sections = [Section(sid, title, html) for sid, title, fn in SECTIONS if (html := fn(run)) is not None]
     env = Environment(loader=PackageLoader("synthaug.report", "templates"), autoescape=select_autoescape(["html"]))
-    study = yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]
+    study = _study(run)
     html = env.get_template("report.html").render(
         study=study,
         audit=read_json(run.audit),

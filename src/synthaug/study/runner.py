@@ -7,15 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from synthaug.config import SynthaugConfig
-from synthaug.data import PreparedData, prepare_data
+from synthaug.data.prepare import PreparedData, prepare_data
 from synthaug.data.splits import cell_indices
 from synthaug.io import atomic_write, write_json
+from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
+from synthaug.study.grid import run_classifier_grid
 from synthaug.study.rundir import RunDir
 
 log = logging.getLogger(__name__)
+HEADLINE_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1")
 
 
 @dataclass
@@ -58,6 +63,25 @@ def stage_samples(ctx: StudyContext) -> None:
     atomic_write(ctx.run.root / "figures" / "real_grid.png", lambda p: p.write_bytes(png))
 
 
+def stage_classifiers(ctx: StudyContext) -> None:
+    run_classifier_grid(ctx.cfg, ctx.run.root)
+
+
+def stage_statistics(ctx: StudyContext) -> None:
+    """Per-cell summaries and paired comparisons as CSV tables beside the results."""
+    path = ctx.run.root / "results.parquet"
+    if not path.exists():
+        return
+    df = pd.read_parquet(path)
+    out = ctx.run.root / "statistics"
+    summary = pd.concat([summarize_cells(df, m) for m in HEADLINE_METRICS], ignore_index=True)
+    atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
+    if df["policy"].nunique() > 1:
+        paired = [paired_comparison(df, m, baseline=ctx.cfg.study.baseline) for m in HEADLINE_METRICS]
+        table = pd.concat(paired, ignore_index=True)
+        atomic_write(out / "paired.csv", lambda p: table.to_csv(p, index=False))
+
+
 def stage_report(ctx: StudyContext) -> None:
     build_report(ctx.run.root)
 
@@ -67,14 +91,16 @@ class Stage:
     name: str
     artifact: Callable[[RunDir], Path]
     run: Callable[[StudyContext], None]
-    derived: bool = False  # rebuilt on every run: it only summarises other artifacts
+    always: bool = False  # run every time: it resumes inside (grid) or only summarises other artifacts
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("audit", lambda r: r.audit, stage_audit),
     Stage("splits", lambda r: r.splits, stage_splits),
     Stage("samples", lambda r: r.root / "figures" / "real_grid.png", stage_samples),
-    Stage("report", lambda r: r.root / "report.html", stage_report, derived=True),
+    Stage("classifiers", lambda r: r.root / "results.parquet", stage_classifiers, always=True),
+    Stage("statistics", lambda r: r.root / "statistics" / "summary.csv", stage_statistics, always=True),
+    Stage("report", lambda r: r.root / "report.html", stage_report, always=True),
 )
 
 
@@ -88,7 +114,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     run.init(cfg)
     ctx = StudyContext(cfg, run)
     for stage in STAGES:
-        if stage.artifact(run).exists() and stage.name not in force and not stage.derived:
+        if stage.artifact(run).exists() and stage.name not in force and not stage.always:
             log.info("stage %s: complete, skipped", stage.name)
             continue
         log.info("stage %s: running", stage.name)

@@ -1,0 +1,126 @@
+"""Prepare a study's data: scan the source, audit it, split it, remove leaked test images."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from synthaug.config import DataConfig
+from synthaug.data import phantoms
+from synthaug.data.audit import audit_report, find_duplicates, leaked_test_rows
+from synthaug.data.imageset import ImageSet
+from synthaug.data.load import Scan, scan_imageset, scan_source, scan_to_imageset
+from synthaug.data.sources import RawSource, SourceError, list_source
+from synthaug.data.splits import stratified_split
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything later stages need: the audit, and train / test image sets after the leakage filter."""
+
+    train: ImageSet
+    test: ImageSet
+    audit: dict
+    removed_test_ids: list[str]
+
+
+def scan_data(cfg: DataConfig) -> tuple[Scan, RawSource | None]:
+    """List and decode the configured source (phantoms are generated in memory)."""
+    if cfg.source == "phantom":
+        p = cfg.phantom
+        data = phantoms.generate(p.n, cfg.size, p.seed, p.imbalance, p.rare_class, p.test_fraction)
+        return scan_imageset(data), None
+    source = list_source(cfg.source, cfg.class_names)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    scan = scan_source(source, cfg.size, cache, cfg.workers)
+    _warn_about_inputs(scan)
+    return scan, source
+
+
+def _warn_about_inputs(scan: Scan) -> None:
+    ok = scan.ok
+    if (~ok).any():
+        bad = [f"{i} ({e})" for i, e in zip(scan.ids[~ok][:5], scan.errors[~ok][:5], strict=False)]
+        log.warning(
+            "skipped %d unreadable image files: %s%s", (~ok).sum(), "; ".join(bad), " …" if (~ok).sum() > 5 else ""
+        )
+    modes = sorted(set(scan.modes[ok].tolist()))
+    if len(modes) > 1:
+        log.warning(
+            "images come in several modes %s; all are converted to one channel (16-bit ones min-max scaled)", modes
+        )
+    if ok.any():
+        area = scan.widths * scan.heights
+        lo, hi = np.argmin(np.where(ok, area, np.inf)), np.argmax(np.where(ok, area, -1))
+        if area[hi] > 16 * area[lo]:
+            log.warning(
+                "image sizes differ widely: %s is %dx%d, %s is %dx%d; all are padded to square and resized",
+                scan.ids[lo],
+                scan.widths[lo],
+                scan.heights[lo],
+                scan.ids[hi],
+                scan.widths[hi],
+                scan.heights[hi],
+            )
+
+
+def _assign_test_split(scan: Scan, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Stratified test split for a source without one, keeping each duplicate group on one side."""
+    n = len(scan.ids)
+    unit = np.where(groups >= 0, groups + n, np.arange(n))  # one unit per group or lone image
+    _, first = np.unique(unit, return_index=True)
+    first = first[scan.ok[first]]
+    _, held = stratified_split(scan.labels[first], fraction, seed)
+    test_units = set(unit[first[held]].tolist())
+    return np.array(["test" if u in test_units else "train" for u in unit], dtype=object)
+
+
+def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
+    """Scan, audit, split (when the source has none) and remove leaked test images."""
+    scan, source = scan_data(cfg)
+    if not scan.ok.any():
+        raise SourceError(f"no readable images in {cfg.source!r}; see the unreadable-file list above")
+    lk = cfg.leakage
+    dups = find_duplicates(scan, lk.phash_max_distance, lk.min_correlation)
+    if not (scan.splits == "test").any():
+        scan = dataclasses.replace(scan, splits=_assign_test_split(scan, dups.near, cfg.test_fraction, seed))
+    p = cfg.phantom
+    phantom = f"built-in phantoms (n={p.n}, seed={p.seed}, size={cfg.size}, rare_class={p.rare_class})"
+    report = audit_report(scan, source, dups, lk.phash_max_distance, lk.min_correlation, phantom)
+    leaked = np.zeros(len(scan.ids), bool)
+    if lk.remove_test_duplicates:
+        leaked = leaked_test_rows(scan, dups.near if lk.near_duplicates else dups.exact)
+    report["leakage_filter"] = {
+        "enabled": lk.remove_test_duplicates,
+        "kind": "near" if lk.near_duplicates else "exact",
+        "removed_test_images": int(leaked.sum()),
+        "test_images_kept": int(((scan.splits == "test") & scan.ok & ~leaked).sum()),
+    }
+    if leaked.any():
+        log.info("removed %d test images that duplicate a training image", leaked.sum())
+    data = scan_to_imageset(scan, ~leaked)
+    return PreparedData(data.split("train"), data.split("test"), report, scan.ids[leaked].tolist())
+
+
+def write_image_folder(data: ImageSet, out: Path) -> int:
+    """Write ``out/Training|Testing/<class>/<id>.png`` (+ ``out/masks/...`` when masks exist)."""
+    folder = {"train": "Training", "test": "Testing"}
+    for i in tqdm(range(len(data)), desc="write", unit="img", disable=None):
+        rel = (
+            Path(folder.get(str(data.splits[i]), "Training")) / data.class_names[data.labels[i]] / f"{data.ids[i]}.png"
+        )
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(data.images[i]).save(out / rel)
+        if data.masks is not None:
+            (out / "masks" / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(data.masks[i].astype(np.uint8) * 255).save(out / "masks" / rel)
+    return len(data)

@@ -1,0 +1,166 @@
+"""Report sections that read the results table (``results.parquet``) and the cell folders."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from synthaug.metrics.stats import paired_comparison, summarize_cells
+from synthaug.report.figures import to_data_uri
+
+METRICS = {"test_accuracy": "accuracy", "test_balanced_accuracy": "balanced acc.", "test_macro_f1": "macro-F1"}
+
+
+def load_results(run_root: Path) -> pd.DataFrame | None:
+    path = run_root / "results.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _fmt_ci(median: float, low: float, high: float) -> str:
+    return f"{median:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def results_table(df: pd.DataFrame) -> str:
+    """Median and bootstrap 95% CI per cell for the headline metrics, plus cost."""
+    keys = ["model", "policy", "real_fraction"]
+    parts = {m: summarize_cells(df, m, by=keys).set_index(keys) for m in METRICS}
+    cost = df.groupby(keys).agg(
+        n_train=("n_train", "median"), epochs=("epochs_run", "median"), wall=("wall_time_s", "sum")
+    )
+    header = ["model", "policy", "real fraction", "seeds", *METRICS.values()]
+    header += ["train images", "epochs (median)", "wall time (s, all seeds)"]
+    head = "".join(f"<th>{h}</th>" for h in header)
+    rows = []
+    for key, first in parts["test_accuracy"].iterrows():
+        cells = [escape(str(k)) for k in key] + [str(int(first["n"]))]
+        for m in METRICS:
+            r = parts[m].loc[key]
+            cells.append(_fmt_ci(r["median"], r["ci_low"], r["ci_high"]))
+        c = cost.loc[key]
+        cells += [f"{c['n_train']:.0f}", f"{c['epochs']:.0f}", f"{c['wall']:.0f}"]
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    note = "<p class='muted'>Median over seeds with a percentile-bootstrap 95% CI of the median, on the test split.</p>"
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}"
+
+
+def strip_plots(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -> str:
+    """One panel per (model, real fraction): every seed's value per policy, with the median."""
+    groups = list(df.groupby(["model", "real_fraction"], sort=True))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups) + 1, 3.2), squeeze=False, sharey=True)
+    for ax, ((model, frac), g) in zip(axes[0], groups, strict=True):
+        policies = sorted(g["policy"].unique())
+        for i, p in enumerate(policies):
+            v = g.loc[g["policy"] == p, metric].to_numpy()
+            ax.boxplot(v, positions=[i], widths=0.5, showfliers=False)
+            ax.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, s=14, alpha=0.8, zorder=3)
+        ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{model}, real fraction {frac:g}", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0][0].set_ylabel(METRICS.get(metric, metric))
+    return to_data_uri(fig)
+
+
+def efficiency_curve(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -> str | None:
+    """Metric vs real fraction, one line per policy (median over seeds, CI as a band)."""
+    if df["real_fraction"].nunique() < 2:
+        return None
+    s = summarize_cells(df, metric, by=["model", "policy", "real_fraction"])
+    models = sorted(s["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(4.4 * len(models) + 1, 3.2), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models, strict=True):
+        for policy, g in s[s["model"] == model].groupby("policy"):
+            g = g.sort_values("real_fraction")
+            ax.plot(g["real_fraction"], g["median"], marker="o", label=policy)
+            ax.fill_between(g["real_fraction"], g["ci_low"], g["ci_high"], alpha=0.15)
+        ax.set_xlabel("real fraction of the training split")
+        ax.set_title(model, fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0][0].set_ylabel(METRICS.get(metric, metric))
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="lower right")
+    return to_data_uri(fig)
+
+
+def paired_table(df: pd.DataFrame, baseline: str) -> str:
+    """Each policy minus the baseline, paired by seed, for each model and real fraction."""
+    out = []
+    for metric, name in METRICS.items():
+        p = paired_comparison(df, metric, baseline=baseline)
+        if p.empty:
+            return f"<p class='warn'>No cells with the baseline policy '{escape(baseline)}' to compare against.</p>"
+        rows = "".join(
+            f"<tr><td>{escape(r.model)}</td><td>{r.real_fraction:g}</td><td>{escape(r.policy)}</td><td>{r.n_pairs}</td>"
+            f"<td>{r.mean_diff:+.3f}</td><td>[{r.ci_low:+.3f}, {r.ci_high:+.3f}]</td><td>{r.wins}/{r.n_pairs}</td>"
+            f"<td>{r.wilcoxon_p:.3g}</td></tr>"
+            for r in p.itertuples()
+        )
+        head = "<tr><th>model</th><th>real fraction</th><th>policy</th><th>pairs</th><th>mean difference</th>"
+        head += "<th>95% CI</th><th>wins</th><th>Wilcoxon p</th></tr>"
+        out.append(f"<h3>{name} minus baseline ({escape(baseline)})</h3><table>{head}{rows}</table>")
+    note = (
+        "<p class='muted'>Differences are paired by seed (same real subset and validation split). With few seeds "
+        "the Wilcoxon test cannot reach small p-values (3 seeds: p ≥ 0.25); read the CI.</p>"
+    )
+    return "".join(out) + note
+
+
+def per_class_f1(df: pd.DataFrame) -> str:
+    cols = [c for c in df.columns if c.startswith("test_f1_")]
+    med = df.groupby(["model", "policy", "real_fraction"])[cols].median()
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["model", "policy", "real fraction", *(c[8:] for c in cols)])
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(k))}</td>" for k in key) + "".join(f"<td>{v:.3f}</td>" for v in r) + "</tr>"
+        for key, r in zip(med.index, med.to_numpy(), strict=True)
+    )
+    return f"<table><tr>{head}</tr>{rows}</table><p class='muted'>Median F1 per class over seeds.</p>"
+
+
+def confusion_figure(df: pd.DataFrame, run_root: Path) -> str | None:
+    """Confusion matrices summed over seeds, at the largest real fraction, one panel per (model, policy)."""
+    top = df[df["real_fraction"] == df["real_fraction"].max()]
+    panels = []
+    for (model, policy), g in top.groupby(["model", "policy"], sort=True):
+        mats = [pd.read_csv(run_root / "classifiers" / cid / "confusion.csv", index_col=0) for cid in g["cell_id"]]
+        mats = [m for m in mats if m is not None]
+        if mats:
+            panels.append((f"{model}\n{policy}", sum(m.to_numpy() for m in mats), list(mats[0].columns)))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 3.0), squeeze=False)
+    for ax, (title, mat, names) in zip(axes[0], panels, strict=True):
+        norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(
+                    j, i, int(mat[i, j]), ha="center", va="center", fontsize=7, color="k" if norm[i, j] < 0.6 else "w"
+                )
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(title, fontsize=8)
+    axes[0][0].set_ylabel("true")
+    return to_data_uri(fig)
+
+
+def training_curves(df: pd.DataFrame, run_root: Path) -> str | None:
+    """Validation loss per epoch for the first seed of every (model, policy) at the largest fraction."""
+    top = df[(df["real_fraction"] == df["real_fraction"].max()) & (df["seed"] == df["seed"].min())]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    drawn = 0
+    for r in top.sort_values(["model", "policy"]).itertuples():
+        hist = run_root / "classifiers" / r.cell_id / "history.csv"
+        if hist.exists():
+            h = pd.read_csv(hist)
+            ax.plot(h["epoch"], h["val_loss"], label=f"{r.model} {r.policy}")
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss")
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return to_data_uri(fig)
