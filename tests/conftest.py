@@ -18,6 +18,14 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("SYNTHAUG_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    # Tests use tiny tensors: one intra-op thread avoids OpenMP spin-waits on a shared 2-core CPU.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def phantom_folder(tmp_path: Path) -> Path:
     """A 60-image phantom dataset written as Training/ and Testing/ folders with masks."""

@@ -53,6 +53,10 @@ class DataConfig(StrictModel):
     workers: int | None = Field(None, ge=1, description="decoding processes (default: CPU count, at most 8)")
 
 
+def _no_policy() -> list[list[PolicySpec]]:
+    return [[]]
+
+
 class StudyConfig(StrictModel):
     """The grid: every model × policy × real fraction × seed is one classifier run."""
 
@@ -61,7 +65,7 @@ class StudyConfig(StrictModel):
     real_fractions: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
     policies: list[list[PolicySpec]] = Field(
-        default_factory=lambda: [[]],
+        default_factory=_no_policy,
         min_length=1,
         description="each entry is one policy combination, e.g. [] (none), ['classical:p=0.2'], [autoaugment]",
     )

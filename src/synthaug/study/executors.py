@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Protocol, TypeVar
 
@@ -22,11 +22,11 @@ T = TypeVar("T")
 class Executor(Protocol):
     """Runs tasks, yielding (task index, result) as each finishes."""
 
-    def run(self, tasks: list[Callable[[], T]]) -> Iterator[tuple[int, T]]: ...
+    def run(self, tasks: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]: ...
 
 
 class SerialExecutor:
-    def run(self, tasks: list[Callable[[], T]]) -> Iterator[tuple[int, T]]:
+    def run(self, tasks: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]:
         for i, task in enumerate(tasks):
             yield i, task()
 
@@ -45,7 +45,7 @@ class LocalProcessExecutor:
             raise ValueError(f"study.workers must be >= 1, got {workers}")
         self.workers = workers
 
-    def run(self, tasks: list[Callable[[], T]]) -> Iterator[tuple[int, T]]:
+    def run(self, tasks: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         with ProcessPoolExecutor(self.workers) as pool:
             futures = {pool.submit(_call_with_threads, t, threads): i for i, t in enumerate(tasks)}

@@ -1,0 +1,206 @@
+"""The training loop as plain functions: one epoch, then ``fit`` with early stopping and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from synthaug.augment.policies import BatchTransform
+from synthaug.classifiers.config import TrainConfig
+from synthaug.classifiers.evaluate import evaluate
+from synthaug.data.imageset import to_float
+from synthaug.io import atomic_path
+
+log = logging.getLogger(__name__)
+OptimizerFactory = Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer]
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=True),
+}
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Optimizer over the trainable parameters only (a frozen backbone is left out)."""
+    return OPTIMIZERS[cfg.optimizer]([p for p in model.parameters() if p.requires_grad], cfg)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-epoch LR schedule: cosine to 0 over ``epochs``, step decay, or none."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    return None
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights n / (C * n_c), normalised like sklearn's 'balanced'; absent classes get 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    loss: float
+    acc: float
+    n: int
+    seconds: float
+
+
+def train_one_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    shuffle_gen: torch.Generator,
+    transform: BatchTransform | None = None,
+    aug_gen: torch.Generator | None = None,
+    channels_last: bool = False,
+) -> EpochStats:
+    """One pass over uint8 images (N, 1, H, W) in an order drawn from ``shuffle_gen``.
+
+    ``transform`` (online augmentation) sees each uint8 batch before scaling to [-1, 1]; its
+    randomness comes from ``aug_gen``. The last partial batch is kept (small datasets).
+    """
+    model.train()
+    start = time.perf_counter()
+    order = torch.randperm(len(images), generator=shuffle_gen)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        xb = images[idx]  # (B, 1, H, W) uint8
+        if transform is not None:
+            xb = transform(xb, aug_gen if aug_gen is not None else shuffle_gen)
+        x = to_float(xb).to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[idx].to(device, non_blocking=True)
+        logits = model(x)  # (B, C)
+        loss = loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Accumulate on the device; one sync per epoch instead of one per batch.
+        loss_sum = loss_sum.to(loss.device) + loss.detach().double() * len(idx)
+        correct = correct.to(loss.device) + (logits.detach().argmax(1) == y).sum()
+    n = len(order)
+    return EpochStats(float(loss_sum) / n, float(correct) / n, n, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    train_seconds: float
+    train_images_per_s: float
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Training and validation tensors: uint8 images (N, 1, H, W) and int64 labels (N,) on CPU."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+def fit(
+    model: nn.Module,
+    data: FitData,
+    cfg: TrainConfig,
+    out_dir: Path,
+    seed: int,
+    device: torch.device,
+    checkpoint_meta: dict[str, Any],
+    transform: BatchTransform | None = None,
+    loss_weights: torch.Tensor | None = None,
+) -> FitResult:
+    """Train with early stopping on validation loss; keep the best weights in ``model`` and ``best.pt``.
+
+    Writes ``out_dir/history.csv`` after every epoch (atomically) and ``out_dir/best.pt``
+    (``checkpoint_meta`` + state_dict + epoch + val_loss) whenever validation loss improves.
+    """
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    train_loss = nn.CrossEntropyLoss(weight=None if loss_weights is None else loss_weights.to(device))
+    val_loss_fn = nn.CrossEntropyLoss()
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    rows: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state, stale = float("inf"), 0, None, 0
+    bar = tqdm(range(1, cfg.epochs + 1), desc="train", unit="epoch", disable=None, leave=False)
+    for epoch in bar:
+        lr = opt.param_groups[0]["lr"]
+        ep = train_one_epoch(
+            model,
+            opt,
+            train_loss,
+            data.train_x,
+            data.train_y,
+            cfg.batch_size,
+            device,
+            shuffle_gen,
+            transform,
+            aug_gen,
+            cfg.channels_last,
+        )
+        v_loss, v_acc, _ = evaluate(
+            model, data.val_x, data.val_y, val_loss_fn, cfg.eval_batch_size, device, cfg.channels_last
+        )
+        if sched is not None:
+            sched.step()
+        rows.append(
+            {"epoch": epoch, "train_loss": ep.loss, "train_acc": ep.acc, "val_loss": v_loss, "val_acc": v_acc}
+            | {"lr": lr, "seconds": ep.seconds}
+        )
+        _write_history(out_dir / "history.csv", rows)
+        bar.set_postfix(loss=f"{ep.loss:.3f}", val_loss=f"{v_loss:.3f}", val_acc=f"{v_acc:.3f}")
+        if v_loss < best_loss - cfg.min_delta:
+            best_loss, best_epoch, stale = v_loss, epoch, 0
+            best_state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+            save_checkpoint(out_dir / "best.pt", best_state, {**checkpoint_meta, "epoch": epoch, "val_loss": v_loss})
+        else:
+            stale += 1
+            if cfg.patience and stale >= cfg.patience:
+                log.info("early stop at epoch %d: val loss has not improved for %d epochs", epoch, stale)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    history = pd.DataFrame(rows)
+    seconds = float(history["seconds"].sum())
+    n_seen = len(data.train_x) * len(history)
+    return FitResult(history, best_epoch, best_loss, len(history), seconds, n_seen / max(seconds, 1e-9))
+
+
+def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Atomically write ``meta`` (model config, classes, epoch, ...) with the weights."""
+    with atomic_path(path) as tmp:
+        torch.save({**meta, "state_dict": state_dict}, tmp)
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -1,0 +1,1 @@
+"""Metrics: classification (per run) and statistics over seeds (per cell, paired against a baseline)."""
