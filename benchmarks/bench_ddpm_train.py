@@ -34,8 +34,16 @@ log = logging.getLogger("bench_ddpm_train")
 
 
 def config(size: int, batch: int, steps: int, preset: str = "cpu") -> GeneratorConfig:
-    return GeneratorConfig(family="ddpm", preset=preset, device="cpu", image_size=size, batch_size=batch,
-                           steps=steps, checkpoint_every=10**9, sample_every=0).resolve()
+    return GeneratorConfig(
+        family="ddpm",
+        preset=preset,
+        device="cpu",
+        image_size=size,
+        batch_size=batch,
+        steps=steps,
+        checkpoint_every=10**9,
+        sample_every=0,
+    ).resolve()
 
 
 def ours(cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor, work: Path) -> float:
@@ -70,8 +78,18 @@ def plain(cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor) -> float:
 def peak_rss(what: str, size: int, preset: str, threads: int) -> float:
     """Peak RSS (MiB) of a fresh process that only imports, trains 2 steps (batch 8), or samples
     4 images (DPM++ 20); the import-only figure is the baseline the others include."""
-    cmd = [sys.executable, __file__, "--child", what, "--size", str(size), "--preset", preset,
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        what,
+        "--size",
+        str(size),
+        "--preset",
+        preset,
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"])
 
@@ -109,8 +127,10 @@ def main() -> None:
         throughput(args)
     for size, preset in ((64, "cpu"), (128, "gpu")):
         base, train, sample = (peak_rss(w, size, preset, args.threads) for w in ("import", "train", "sample"))
-        print(f"  peak RSS {size}px ({preset} preset UNet, batch 8): imports only {base:.0f} MiB, "
-              f"train {train:.0f} MiB, sample {sample:.0f} MiB")
+        print(
+            f"  peak RSS {size}px ({preset} preset UNet, batch 8): imports only {base:.0f} MiB, "
+            f"train {train:.0f} MiB, sample {sample:.0f} MiB"
+        )
 
 
 def throughput(args: argparse.Namespace) -> None:

@@ -93,16 +93,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train, held_out = shapes(64, args.size, seed=0), shapes(args.n, args.size, seed=1)
     cfg = GeneratorConfig(
-        family="ddpm", preset="cpu", device="cpu", image_size=args.size, steps=args.steps, batch_size=32, lr=1e-3,
-        checkpoint_every=10**9, sample_every=0,
-        ddpm={"block_out_channels": (16, 32, 32), "layers_per_block": 1, "ema_decay": 0.995, "warmup_steps": 50,
-              "guidance": args.guidance},
+        family="ddpm",
+        preset="cpu",
+        device="cpu",
+        image_size=args.size,
+        steps=args.steps,
+        batch_size=32,
+        lr=1e-3,
+        checkpoint_every=10**9,
+        sample_every=0,
+        ddpm={
+            "block_out_channels": (16, 32, 32),
+            "layers_per_block": 1,
+            "ema_decay": 0.995,
+            "warmup_steps": 50,
+            "guidance": args.guidance,
+        },
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         gen = fit(train, cfg, tmp, seed=0)
-    print(f"trained {args.steps} steps (batch 32, {args.size} px, UNet (16, 32, 32)) "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(
+        f"trained {args.steps} steps (batch 32, {args.size} px, UNet (16, 32, 32)) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
     real = [held_out.images[held_out.labels == c] for c in range(3)]
     ref = np.mean([quality(train.images[train.labels == c][: args.n], real[c]) for c in range(3)], axis=0)
     print(f"{'sampler':<14}{'evals/img':>10}{'img/s':>8}{'mean RMS':>10}{'hist TV':>9}{'NN RMS':>8}")

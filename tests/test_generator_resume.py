@@ -34,8 +34,9 @@ def _train_script(run: Path) -> str:
 
 def _kill_after_first_checkpoint(run: Path, timeout: float = 120.0) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    proc = subprocess.Popen([sys.executable, "-c", _train_script(run)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _train_script(run)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + timeout
     try:
         while not (run / CHECKPOINT).exists():

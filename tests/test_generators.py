@@ -34,8 +34,9 @@ def tiny_data(n: int = 24, size: int = 16, seed: int = 0) -> ImageSet:
     labels = np.arange(n) % 3
     yy, xx = np.mgrid[:size, :size]
     r = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) ** 0.5
-    images = np.stack([np.where(r < size * (0.15 + 0.1 * c), 200, 30) + rng.integers(0, 20, (size, size))
-                       for c in labels]).astype(np.uint8)
+    images = np.stack(
+        [np.where(r < size * (0.15 + 0.1 * c), 200, 30) + rng.integers(0, 20, (size, size)) for c in labels]
+    ).astype(np.uint8)
     ids = np.array([f"img{i:03d}" for i in range(n)], dtype=object)
     return ImageSet(images, labels.astype(np.int64), ids, ("small", "medium", "large"))
 
@@ -43,9 +44,17 @@ def tiny_data(n: int = 24, size: int = 16, seed: int = 0) -> ImageSet:
 def tiny_cfg(family: str = "ddpm", mode: str = "conditional", **overrides: Any) -> GeneratorConfig:
     """16 px, two-level networks with 8/16 channels, 3 steps: seconds on one CPU thread."""
     raw: dict[str, Any] = {
-        "family": family, "mode": mode, "preset": "cpu", "device": "cpu", "image_size": 16, "steps": 3,
-        "batch_size": 6, "checkpoint_every": 2, "sample_every": 0,
-        "vae": {"channels": (8, 16), "latent_dim": 8}, "gan": {"channels": (8, 16), "z_dim": 8},
+        "family": family,
+        "mode": mode,
+        "preset": "cpu",
+        "device": "cpu",
+        "image_size": 16,
+        "steps": 3,
+        "batch_size": 6,
+        "checkpoint_every": 2,
+        "sample_every": 0,
+        "vae": {"channels": (8, 16), "latent_dim": 8},
+        "gan": {"channels": (8, 16), "z_dim": 8},
         "ddpm": {"block_out_channels": (8, 16), "layers_per_block": 1, "sample_steps": 4},
     }
     raw.update(overrides)
@@ -80,10 +89,27 @@ def test_fit_sample_save_load(family: str, mode: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("family", "mode", "extra"),
-    [("vae", "conditional", {}), ("vae", "per_class", {}), ("gan", "conditional", {}),
-     ("gan", "conditional", {"gan": {"channels": (8, 16), "z_dim": 8, "loss": "lsgan", "conditioning": "embedding",
-                                     "spectral_norm": False}}),
-     ("gan", "per_class", {}), ("ddpm", "conditional", {}), ("ddpm", "per_class", {})],
+    [
+        ("vae", "conditional", {}),
+        ("vae", "per_class", {}),
+        ("gan", "conditional", {}),
+        (
+            "gan",
+            "conditional",
+            {
+                "gan": {
+                    "channels": (8, 16),
+                    "z_dim": 8,
+                    "loss": "lsgan",
+                    "conditioning": "embedding",
+                    "spectral_norm": False,
+                }
+            },
+        ),
+        ("gan", "per_class", {}),
+        ("ddpm", "conditional", {}),
+        ("ddpm", "per_class", {}),
+    ],
 )
 def test_one_step_reaches_every_parameter(family: str, mode: str, extra: dict[str, Any]) -> None:
     cfg = tiny_cfg(family, mode, **extra).resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -11,8 +12,10 @@ from typer.testing import CliRunner
 from synthaug.cli import app
 from synthaug.config import load_config
 from synthaug.study.runner import run_study
+from tests.test_quality_stage import trust_run
 
 SMALL = ["data.size=32", "data.phantom.n=80", "study.seeds=[0]", "study.real_fractions=[1.0]"]
+TRUST_SECTIONS = ("Synthetic image quality", "Memorization", "Train on synthetic, test on real", "Filtering")
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +23,21 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_study(load_config(None, SMALL), tmp_path_factory.mktemp("study") / "run").root
 
 
+@pytest.fixture(scope="module")
+def trust_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study with three synthetic banks, measured and explained (test_quality_stage.py), moved, re-reported."""
+    copy = tmp_path_factory.mktemp("trust") / "moved"
+    shutil.copytree(trust_run(tmp_path_factory), copy)
+    res = CliRunner().invoke(app, ["report", str(copy)])
+    assert res.exit_code == 0, res.output
+    return copy
+
+
 def test_report_has_sections_and_embeds_every_image(run_dir: Path) -> None:
     html = (run_dir / "report.html").read_text()
     for section in ("Dataset audit and leakage", "Sample images", "Configuration and versions"):
         assert section in html
+    assert not any(f"<h2>{s}</h2>" in html for s in TRUST_SECTIONS)  # no generators: no synthetic-image sections
     assert html.count("<img ") >= 2 and html.count('src="data:image/png;base64,') == html.count("<img ")
     assert "http://" not in html and "https://" not in html  # self-contained
 
@@ -63,16 +77,47 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def test_every_image_loads_in_headless_chromium(run_dir: Path) -> None:
-    browser = _browser()
+def _loaded_images(report: Path) -> list[list[Any]]:
+    """[complete, naturalWidth, naturalHeight] of every image once headless Chromium has opened the report."""
+    browser = _browser()  # skips the test without Chromium or selenium
+    from selenium.webdriver.support.wait import WebDriverWait
+
     try:
-        browser.get((run_dir / "report.html").as_uri())
+        browser.get(report.as_uri())
+        # On a busy CPU the parser may still be working through megabytes of data URIs: wait for the end.
+        WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
         images = browser.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
         )
-        title = browser.title
+        assert browser.title.startswith("synthaug report")
     finally:
         browser.quit()
-    assert title.startswith("synthaug report")
+    assert len(images) == report.read_text().count("<img ")  # the browser saw every image of the file
+    return images
+
+
+def test_every_image_loads_in_headless_chromium(run_dir: Path) -> None:
+    images = _loaded_images(run_dir / "report.html")
     assert len(images) >= 2
+    assert all(done and w > 0 and h > 0 for done, w, h in images), images
+
+
+def test_report_shows_quality_memorization_tstr_filtering_and_gradcam(trust_dir: Path) -> None:
+    html = (trust_dir / "report.html").read_text()
+    for section in (*TRUST_SECTIONS, "Grad-CAM"):
+        assert f"<h2>{section}</h2>" in html
+    assert "encoder:cnn@f1_s0" in html  # the feature network is named
+    for bank in ("copies", "heldout", "vae"):
+        assert f"Bank {bank} (real fraction 1, seed 0)" in html  # a sample grid per bank
+        assert f"Grad-CAM of cnn · none · 1 / 0 on real test images (left) and {bank} images" in html
+        assert f"<figcaption>{bank} (1 / 0): synthetic images (top) above their nearest training image" in html
+    assert "real (TRTR)" in html and "copies (TSTR)" in html and "confidence ≥ 0.9, not memorized" in html
+    # real grid, class counts, strip plot, confusion, curves + 3 bank grids, 3 pair strips, 3 Grad-CAM panels
+    assert html.count("<img ") >= 5 + 9 and html.count('src="data:image/png;base64,') == html.count("<img ")
+    assert "http://" not in html and "https://" not in html
+
+
+def test_every_image_of_the_synthetic_sections_loads_in_headless_chromium(trust_dir: Path) -> None:
+    images = _loaded_images(trust_dir / "report.html")
+    assert len(images) >= 14
     assert all(done and w > 0 and h > 0 for done, w, h in images), images

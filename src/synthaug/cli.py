@@ -167,3 +167,20 @@ def train_classifier(
         _fail(exc)
     append_result(run_dir / "results.parquet", row)
     typer.echo(f"{row['cell_id']}: test accuracy {row['test_accuracy']:.3f}, macro-F1 {row['test_macro_f1']:.3f}")
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="run directory with trained classifiers (made by `synthaug run`)")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. quality.explain.per_class=8")] = None,
+) -> None:
+    """Grad-CAM of the study's classifiers on real vs synthetic images, quantified, into RUN_DIR/explain/."""
+    from synthaug.study.explain import run_explain
+
+    try:
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"'{run_dir}' is not a synthaug run directory (no config.yaml); run `synthaug run`")
+        path = run_explain(load_config(run_dir / "config.yaml", list(set_ or [])), run_dir)
+    except (ConfigError, SourceError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"wrote {path} (`synthaug report {run_dir}` adds it to the report)")

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from synthaug.augment.config import PolicySpec, as_specs, policies_label
 from synthaug.classifiers.config import ModelConfig, TrainConfig
 from synthaug.config_base import StrictModel
+from synthaug.generators.config import GeneratorConfig
+from synthaug.study.quality import QualityConfig
 
 
 class ConfigError(ValueError):
@@ -53,6 +55,43 @@ class DataConfig(StrictModel):
     workers: int | None = Field(None, ge=1, description="decoding processes (default: CPU count, at most 8)")
 
 
+class StudyGeneratorConfig(GeneratorConfig):
+    """A generator of the study: trained once per (real fraction, seed) on that cell's real subset."""
+
+    name: str = Field("", description="what policies call it (gen=NAME); defaults to the family")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value.get("name"):
+            value = {**value, "name": value.get("family", "ddpm")}
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"generator name {value!r}: use letters, digits, '-' and '_' only")
+        return value
+
+    def generator_config(self) -> GeneratorConfig:
+        """The plain generator config (what the checkpoint records)."""
+        return GeneratorConfig.model_validate(self.model_dump(exclude={"name"}))
+
+
+class BankConfig(StrictModel):
+    """How synthetic banks are drawn (diffusion sampler settings default to each generator's)."""
+
+    sampler: str | None = Field(None, description="ddpm, ddim or dpm++ (diffusion only; None: the generator's)")
+    steps: int | None = Field(None, ge=1, description="sampler steps (None: the generator's)")
+    guidance: float | None = Field(None, ge=0, description="classifier-free guidance scale (None: the generator's)")
+    batch_size: int = Field(64, ge=1)
+    variation_strength: float = Field(0.5, gt=0, le=1, description="noise level of image variations (SDEdit)")
+    filter_reserve: float = Field(
+        1.0, ge=0, description="extra share of images drawn for policies that filter, so enough survive"
+    )
+
+
 def _no_policy() -> list[list[PolicySpec]]:
     return [[]]
 
@@ -70,6 +109,10 @@ class StudyConfig(StrictModel):
         description="each entry is one policy combination, e.g. [] (none), ['classical:p=0.2'], [autoaugment]",
     )
     baseline: str = Field("none", description="policy label the paired comparisons are made against")
+    generators: list[StudyGeneratorConfig] = Field(
+        default_factory=list, description="generators that synthetic / balance / variation policies name"
+    )
+    bank: BankConfig = BankConfig()
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     workers: int | None = Field(None, ge=1, description="parallel grid cells (default: what cores and memory allow)")
     memory_per_worker_gb: float = Field(2.0, gt=0, description="memory one grid cell may use, for the default")
@@ -98,6 +141,28 @@ class StudyConfig(StrictModel):
             raise ValueError(f"real fractions must lie in (0, 1], got {bad}")
         return value
 
+    @model_validator(mode="after")
+    def _check_generators(self) -> StudyConfig:
+        names = [g.name for g in self.generators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"study.generators: names must be unique, got {names}; set name: for each")
+        by_name = {g.name: g for g in self.generators}
+        for spec in (s for combo in self.policies for s in combo):
+            gen = spec.params.get("gen")
+            if spec.name in ("synthetic", "balance", "variation"):
+                if gen is None:
+                    raise ValueError(f"policy {spec.label()!r} needs gen=NAME, one of study.generators {names}")
+                if str(gen) not in by_name:
+                    close = difflib.get_close_matches(str(gen), names, n=1)
+                    hint = f" Did you mean '{close[0]}'?" if close else ""
+                    raise ValueError(
+                        f"policy {spec.label()!r} names generator {gen!r}, which study.generators does not define "
+                        f"(defined: {names}).{hint}"
+                    )
+                if spec.name == "variation" and by_name[str(gen)].family != "ddpm":
+                    raise ValueError(f"policy {spec.label()!r}: variations need a diffusion generator (family ddpm)")
+        return self
+
     def policy_labels(self) -> list[str]:
         return [policies_label([s for s in combo if s.name != "none"]) for combo in self.policies]
 
@@ -106,6 +171,19 @@ class SynthaugConfig(StrictModel):
     data: DataConfig = DataConfig()
     study: StudyConfig = StudyConfig()
     train: TrainConfig = TrainConfig()
+    quality: QualityConfig = QualityConfig()
+
+    @model_validator(mode="after")
+    def _filters_need_quality(self) -> SynthaugConfig:
+        # min_confidence / drop_memorized read the scores the quality stage writes.
+        for spec in (s for combo in self.study.policies for s in combo):
+            filtered = spec.params.get("min_confidence") is not None or spec.params.get("drop_memorized")
+            if filtered and not self.quality.enabled:
+                raise ValueError(
+                    f"policy {spec.label()!r} filters synthetic images by the quality stage's scores, but "
+                    "quality.enabled is false; enable it or drop min_confidence / drop_memorized"
+                )
+        return self
 
 
 def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:

@@ -1,4 +1,4 @@
-"""Augmentation: classical and online policies behind a name registry; synthetic policies register here too."""
+"""Augmentation policies behind a name registry: classical, online, and synthetic (from generator banks)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from synthaug.augment.policies import (
     online_transform,
     register_policy,
 )
+from synthaug.augment.synthetic import BankRequest, take_from_bank
 
 __all__ = [
+    "BankRequest",
     "BatchTransform",
     "Geometric",
     "Policy",
@@ -31,4 +33,5 @@ __all__ = [
     "policies_label",
     "policy_slug",
     "register_policy",
+    "take_from_bank",
 ]

@@ -22,7 +22,6 @@ from synthaug.data.splits import stratified_split
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class PreparedData:
     """Everything later stages need: the audit, and train / test image sets after the leakage filter."""

@@ -18,8 +18,9 @@ from synthaug.generators.training import NonFiniteLossError
 from synthaug.generators.variation import make_variations
 
 
-def fit(train_data: ImageSet, cfg: GeneratorConfig, run_dir: str | Path, seed: int = 0,
-        resume: bool = False) -> Generator:
+def fit(
+    train_data: ImageSet, cfg: GeneratorConfig, run_dir: str | Path, seed: int = 0, resume: bool = False
+) -> Generator:
     """Train the family ``cfg.family`` on ``train_data``; checkpoint and artifacts go to ``run_dir``."""
     if cfg.family not in GENERATORS:
         raise ValueError(f"unknown generator family {cfg.family!r}; choose one of {', '.join(GENERATORS)}")
@@ -27,7 +28,19 @@ def fit(train_data: ImageSet, cfg: GeneratorConfig, run_dir: str | Path, seed: i
 
 
 __all__ = [
-    "GENERATORS", "SAMPLERS", "DDPMConfig", "GANConfig", "Generator", "GeneratorConfig", "NonFiniteLossError",
-    "SampleOptions", "VAEConfig", "derive_seed", "fit", "load_bank", "load_generator", "make_variations",
+    "GENERATORS",
+    "SAMPLERS",
+    "DDPMConfig",
+    "GANConfig",
+    "Generator",
+    "GeneratorConfig",
+    "NonFiniteLossError",
+    "SampleOptions",
+    "VAEConfig",
+    "derive_seed",
+    "fit",
+    "load_bank",
+    "load_generator",
+    "make_variations",
     "write_bank",
 ]

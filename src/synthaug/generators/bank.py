@@ -26,26 +26,55 @@ from synthaug.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.parquet"
-COLUMNS = ["id", "path", "class_id", "class_name", "seed", "sampler", "steps", "guidance", "strength",
-           "source_id", "checkpoint_hash", "family"]
+COLUMNS = [
+    "id",
+    "path",
+    "class_id",
+    "class_name",
+    "seed",
+    "sampler",
+    "steps",
+    "guidance",
+    "strength",
+    "source_id",
+    "checkpoint_hash",
+    "family",
+]
 
 
 def image_id(family: str, seed: int, class_id: int, k: int) -> str:
     return f"{family}-s{seed}-c{class_id}-{k:06d}"
 
 
-def _bank_meta(generator: Generator, family: str, seed: int, names: Sequence[str], opts: Any,
-               strength: float | None) -> dict[str, Any]:
+def _bank_meta(
+    generator: Generator, family: str, seed: int, names: Sequence[str], opts: Any, strength: float | None
+) -> dict[str, Any]:
     if generator.checkpoint_hash is None:
         raise ValueError("the generator has no checkpoint hash; save() or load_generator() it before writing a bank")
-    return {"family": family, "seed": seed, "sampler": opts.sampler, "steps": opts.steps, "guidance": opts.guidance,
-            "strength": strength, "checkpoint_hash": generator.checkpoint_hash, "class_names": list(names)}
+    return {
+        "family": family,
+        "seed": seed,
+        "sampler": opts.sampler,
+        "steps": opts.steps,
+        "guidance": opts.guidance,
+        "strength": strength,
+        "checkpoint_hash": generator.checkpoint_hash,
+        "class_names": list(names),
+    }
 
 
 def write_bank(
-    generator: Generator, out_dir: str | Path, counts: dict[int, int], seed: int,
-    sampler: str | None = None, steps: int | None = None, guidance: float | None = None, batch_size: int = 64,
-    class_names: Sequence[str] | None = None, sources: ImageSet | None = None, strength: float = 0.5,
+    generator: Generator,
+    out_dir: str | Path,
+    counts: dict[int, int],
+    seed: int,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    batch_size: int = 64,
+    class_names: Sequence[str] | None = None,
+    sources: ImageSet | None = None,
+    strength: float = 0.5,
 ) -> pd.DataFrame:
     """Write ``counts[c]`` images of each class c (continuing an interrupted bank); return the manifest.
 
@@ -57,8 +86,10 @@ def write_bank(
     family = "variation" if sources is not None else generator.family
     meta = _bank_meta(generator, family, seed, names, opts, strength if sources is not None else None)
     if (out_dir / "bank.json").exists() and read_json(out_dir / "bank.json") != meta:
-        raise ValueError(f"{out_dir} holds a bank made with other settings ({read_json(out_dir / 'bank.json')}); "
-                         "choose another directory or remove it")
+        raise ValueError(
+            f"{out_dir} holds a bank made with other settings ({read_json(out_dir / 'bank.json')}); "
+            "choose another directory or remove it"
+        )
     write_json(out_dir / "bank.json", meta)
     rows = pd.read_parquet(out_dir / MANIFEST).to_dict("records") if (out_dir / MANIFEST).exists() else []
     done = {r["id"] for r in rows}
@@ -69,7 +100,7 @@ def write_bank(
     with tqdm(total=sum(map(len, todo.values())), disable=not sys.stderr.isatty(), desc=f"bank {family}") as bar:
         for c, ks in todo.items():
             for i in range(0, len(ks), batch_size):
-                batch = np.asarray(ks[i:i + batch_size])
+                batch = np.asarray(ks[i : i + batch_size])
                 rows += _write_batch(generator, out_dir, c, batch, seed, meta, sources, strength)
                 with atomic_path(out_dir / MANIFEST) as tmp:
                     _frame(rows).to_parquet(tmp, index=False)
@@ -78,8 +109,16 @@ def write_bank(
     return _frame(rows)
 
 
-def _write_batch(generator: Generator, out_dir: Path, c: int, ks: np.ndarray, seed: int, meta: dict[str, Any],
-                 sources: ImageSet | None, strength: float) -> list[dict[str, Any]]:
+def _write_batch(
+    generator: Generator,
+    out_dir: Path,
+    c: int,
+    ks: np.ndarray,
+    seed: int,
+    meta: dict[str, Any],
+    sources: ImageSet | None,
+    strength: float,
+) -> list[dict[str, Any]]:
     rngs = [torch.Generator().manual_seed(derive_seed(seed, c, int(k))) for k in ks]
     opts = (meta["sampler"], meta["steps"], meta["guidance"])
     if sources is None:
@@ -96,10 +135,22 @@ def _write_batch(generator: Generator, out_dir: Path, c: int, ks: np.ndarray, se
         rel = f"{name}/{iid}.png"
         with atomic_path(out_dir / rel) as tmp:
             Image.fromarray(img).save(tmp)
-        rows.append({"id": iid, "path": rel, "class_id": c, "class_name": name, "seed": seed,
-                     "sampler": meta["sampler"], "steps": meta["steps"], "guidance": meta["guidance"],
-                     "strength": meta["strength"], "source_id": src, "checkpoint_hash": meta["checkpoint_hash"],
-                     "family": meta["family"]})
+        rows.append(
+            {
+                "id": iid,
+                "path": rel,
+                "class_id": c,
+                "class_name": name,
+                "seed": seed,
+                "sampler": meta["sampler"],
+                "steps": meta["steps"],
+                "guidance": meta["guidance"],
+                "strength": meta["strength"],
+                "source_id": src,
+                "checkpoint_hash": meta["checkpoint_hash"],
+                "family": meta["family"],
+            }
+        )
     return rows
 
 

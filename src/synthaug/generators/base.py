@@ -133,8 +133,13 @@ class Generator(ABC):
 
     @torch.no_grad()
     def sample(
-        self, class_id: int, n: int, rng: RngLike,
-        sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+        self,
+        class_id: int,
+        n: int,
+        rng: RngLike,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> np.ndarray:
         """``n`` uint8 images (n, H, W) of ``class_id`` at the dataset resolution."""
         net, labels = self.net_for(class_id, n)
@@ -144,8 +149,10 @@ class Generator(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the checkpoint (config + weights) atomically and record its hash."""
         state = {
-            "family": self.family, "config": self.cfg.model_dump(mode="json"),
-            "class_names": list(self.class_names), "data_size": self.data_size,
+            "family": self.family,
+            "config": self.cfg.model_dump(mode="json"),
+            "class_names": list(self.class_names),
+            "data_size": self.data_size,
             "nets": {k: net.state_dict() for k, net in self.nets.items()},
         }
         with atomic_path(path) as tmp:
@@ -155,15 +162,26 @@ class Generator(ABC):
 
     @classmethod
     def fit(
-        cls: type[GeneratorT], train_data: ImageSet, cfg: GeneratorConfig, run_dir: str | Path,
-        seed: int = 0, resume: bool = False,
+        cls: type[GeneratorT],
+        train_data: ImageSet,
+        cfg: GeneratorConfig,
+        run_dir: str | Path,
+        seed: int = 0,
+        resume: bool = False,
     ) -> GeneratorT:
         """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints."""
         cfg = cfg.resolve()
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
-        write_json(run_dir / "config.json", {"config": cfg.model_dump(mode="json"), "seed": seed,
-                                             "class_names": list(names), "data_size": train_data.size})
+        write_json(
+            run_dir / "config.json",
+            {
+                "config": cfg.model_dump(mode="json"),
+                "seed": seed,
+                "class_names": list(names),
+                "data_size": train_data.size,
+            },
+        )
         x = resize(to_float(train_data.images), int(cfg.image_size or train_data.size)).to(device)  # (N, 1, S, S)
         y = torch.as_tensor(train_data.labels, dtype=torch.long, device=device)  # (N,)
         nets: dict[str, nn.Module] = {}
@@ -174,16 +192,24 @@ class Generator(ABC):
                 if not bool((y == c).any()):
                     raise ValueError(f"per_class mode needs training images of every class; '{name}' has none")
                 data = (x[y == c], None)
-                nets[str(c)] = _fit_one(cls, cfg, names, data, None, run_dir / f"class_{c}", derive_seed(seed, c),
-                                        resume, only=c)
+                nets[str(c)] = _fit_one(
+                    cls, cfg, names, data, None, run_dir / f"class_{c}", derive_seed(seed, c), resume, only=c
+                )
         gen = cls(cfg, names, train_data.size, nets)
         gen.save(run_dir / "generator.pt")
         return gen
 
 
 def _fit_one(
-    cls: type[Generator], cfg: GeneratorConfig, names: Sequence[str], data: tuple[Tensor, Tensor | None],
-    num_classes: int | None, work_dir: Path, seed: int, resume: bool, only: int | None = None,
+    cls: type[Generator],
+    cfg: GeneratorConfig,
+    names: Sequence[str],
+    data: tuple[Tensor, Tensor | None],
+    num_classes: int | None,
+    work_dir: Path,
+    seed: int,
+    resume: bool,
+    only: int | None = None,
 ) -> nn.Module:
     """Train one model (all classes, or class ``only``) and return its sampling network."""
     with torch.random.fork_rng(devices=[]):  # weight init from the run's seed, global RNG untouched
@@ -195,8 +221,15 @@ def _fit_one(
         preview = cls(cfg, names, cfg.image_size or 0, {key: trainer.export()})
         classes = range(len(names)) if only is None else [only]
         with torch.no_grad():
-            rows = [preview.generate(*preview.net_for(c, 4), 4, torch.Generator().manual_seed(c), preview.options(
-                None, min(cfg.ddpm.sample_steps, 25), None)) for c in classes]
+            rows = [
+                preview.generate(
+                    *preview.net_for(c, 4),
+                    4,
+                    torch.Generator().manual_seed(c),
+                    preview.options(None, min(cfg.ddpm.sample_steps, 25), None),
+                )
+                for c in classes
+            ]
         return torch.cat(rows).float().cpu()
 
     train_loop(trainer, data[0], data[1], cfg, work_dir, seed, resume, grid)

@@ -100,17 +100,43 @@ class GeneratorConfig(StrictModel):
 # Per preset: the training schedule of each family and the network sizes of each section.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        "vae": {"image_size": 64, "steps": 3000, "batch_size": 64, "lr": 1e-3, "channels": (32, 64, 128),
-                "latent_dim": 64},
+        "vae": {
+            "image_size": 64,
+            "steps": 3000,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "channels": (32, 64, 128),
+            "latent_dim": 64,
+        },
         "gan": {"image_size": 64, "steps": 4000, "batch_size": 64, "lr": 2e-4, "channels": (32, 64, 128)},
-        "ddpm": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4, "block_out_channels": (32, 64, 64),
-                 "layers_per_block": 1, "warmup_steps": 200},
+        "ddpm": {
+            "image_size": 64,
+            "steps": 4000,
+            "batch_size": 32,
+            "lr": 2e-4,
+            "block_out_channels": (32, 64, 64),
+            "layers_per_block": 1,
+            "warmup_steps": 200,
+        },
     },
     "gpu": {
-        "vae": {"image_size": 128, "steps": 10000, "batch_size": 128, "lr": 1e-3, "channels": (64, 128, 256, 512),
-                "latent_dim": 128},
+        "vae": {
+            "image_size": 128,
+            "steps": 10000,
+            "batch_size": 128,
+            "lr": 1e-3,
+            "channels": (64, 128, 256, 512),
+            "latent_dim": 128,
+        },
         "gan": {"image_size": 128, "steps": 20000, "batch_size": 64, "lr": 2e-4, "channels": (64, 128, 256, 512)},
-        "ddpm": {"image_size": 128, "steps": 30000, "batch_size": 64, "lr": 1e-4,
-                 "block_out_channels": (64, 128, 256, 256), "layers_per_block": 2, "warmup_steps": 500},
+        "ddpm": {
+            "image_size": 128,
+            "steps": 30000,
+            "batch_size": 64,
+            "lr": 1e-4,
+            "block_out_channels": (64, 128, 256, 256),
+            "layers_per_block": 2,
+            "warmup_steps": 500,
+        },
     },
 }

@@ -29,11 +29,16 @@ def build_unet(cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
     ch, n = d.block_out_channels, len(d.block_out_channels)
     attn = d.attention
     unet = UNet2DModel(
-        sample_size=cfg.image_size, in_channels=1, out_channels=1, block_out_channels=ch,
+        sample_size=cfg.image_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=ch,
         layers_per_block=d.layers_per_block,
         down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D" if attn else "DownBlock2D",),
         up_block_types=("AttnUpBlock2D" if attn else "UpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        add_attention=attn, norm_num_groups=min(32, math.gcd(*ch)), attention_head_dim=min(8, min(ch)),
+        add_attention=attn,
+        norm_num_groups=min(32, math.gcd(*ch)),
+        attention_head_dim=min(8, min(ch)),
         num_class_embeds=num_classes + 1 if num_classes else None,
     )
     return cast(nn.Module, unet)
@@ -80,8 +85,12 @@ class DDPMTrainer:
         return {"loss": loss.item(), "lr": float(self.lr_sched.get_last_lr()[0])}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"unet": self.unet.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                "lr_sched": self.lr_sched.state_dict()}
+        return {
+            "unet": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "lr_sched": self.lr_sched.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.unet.load_state_dict(state["unet"])

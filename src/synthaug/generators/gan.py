@@ -43,8 +43,11 @@ class Discriminator(nn.Module):
         self.label_map = nn.Embedding(num_classes, size * size) if self.mode == "embedding" and num_classes else None
         self.features = ConvEncoder(size, channels, 2 if self.label_map else 1, norm=None, wrap=wrap)
         self.head = wrap(nn.Linear(self.features.out_features, 1, bias=False))  # a bias cancels in the hinge loss
-        self.project = (wrap(nn.Embedding(num_classes, self.features.out_features))
-                        if self.mode == "projection" and num_classes else None)
+        self.project = (
+            wrap(nn.Embedding(num_classes, self.features.out_features))
+            if self.mode == "projection" and num_classes
+            else None
+        )
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
         if self.label_map is not None and y is not None:
@@ -74,8 +77,9 @@ class GANTrainer:
         assert cfg.image_size and g.channels, "resolve() the config first"
         self.cfg = g
         self.g = GANImageGenerator.build_net(cfg, num_classes).to(device)
-        self.d = Discriminator(cfg.image_size, g.channels, num_classes, g.conditioning,
-                               sn=g.spectral_norm or g.loss == "hinge").to(device)
+        self.d = Discriminator(
+            cfg.image_size, g.channels, num_classes, g.conditioning, sn=g.spectral_norm or g.loss == "hinge"
+        ).to(device)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr or 2e-4, betas=g.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr or 2e-4, betas=g.betas)
         self.nets: dict[str, nn.Module] = {"g": self.g, "d": self.d}
@@ -100,8 +104,12 @@ class GANTrainer:
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"g": self.g.state_dict(), "d": self.d.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        return {
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("g", "d", "opt_g", "opt_d"):

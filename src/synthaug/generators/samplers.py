@@ -19,8 +19,12 @@ DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20}
 
 def train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "linear") -> Any:
     """The forward process used in training: linear betas 1e-4..0.02 by default (Ho et al. 2020)."""
-    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                         prediction_type="epsilon", clip_sample=True)
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule=beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=True,
+    )
 
 
 def make_scheduler(name: str, train_config: Any, clip_sample: bool = True) -> Any:
@@ -34,19 +38,32 @@ def make_scheduler(name: str, train_config: Any, clip_sample: bool = True) -> An
     if name == "ddpm":
         return DDPMScheduler.from_config(train_config, clip_sample=clip_sample)
     if name == "ddim":
-        return DDIMScheduler.from_config(train_config, clip_sample=clip_sample, timestep_spacing="trailing",
-                                         set_alpha_to_one=True)
+        return DDIMScheduler.from_config(
+            train_config, clip_sample=clip_sample, timestep_spacing="trailing", set_alpha_to_one=True
+        )
     if name == "dpm++":
         # Thresholding at 1.0 clips x0_hat to [-1, 1] like clip_sample (Lu et al.: pixel-space models).
         return DPMSolverMultistepScheduler.from_config(
-            train_config, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
-            final_sigmas_type="zero", thresholding=clip_sample, sample_max_value=1.0)
+            train_config,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            timestep_spacing="trailing",
+            final_sigmas_type="zero",
+            thresholding=clip_sample,
+            sample_max_value=1.0,
+        )
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
-def denoise(eps_fn: EpsFn, scheduler: Any, x: Tensor, steps: int,
-            rng: torch.Generator | list[torch.Generator], strength: float = 1.0,
-            start_noise: Tensor | None = None) -> Tensor:
+def denoise(
+    eps_fn: EpsFn,
+    scheduler: Any,
+    x: Tensor,
+    steps: int,
+    rng: torch.Generator | list[torch.Generator],
+    strength: float = 1.0,
+    start_noise: Tensor | None = None,
+) -> Tensor:
     """Run the reverse process from pure noise ``x`` (strength 1) or from a noised image.
 
     With ``strength`` < 1, ``x`` is a clean image (N, 1, S, S) that is first noised to the timestep
@@ -61,8 +78,11 @@ def denoise(eps_fn: EpsFn, scheduler: Any, x: Tensor, steps: int,
     if strength < 1.0:
         if start == steps:  # strength 0: nothing to do
             return x
-        x = scheduler.add_noise(x, start_noise if start_noise is not None else torch.zeros_like(x),
-                                timesteps[start:start + 1].repeat(len(x)))
+        x = scheduler.add_noise(
+            x,
+            start_noise if start_noise is not None else torch.zeros_like(x),
+            timesteps[start : start + 1].repeat(len(x)),
+        )
     for t in timesteps[start:]:
         eps = eps_fn(x, t).float()  # (N, 1, S, S)
         x = scheduler.step(eps, t, x, generator=rng).prev_sample

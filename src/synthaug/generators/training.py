@@ -73,8 +73,9 @@ def check_finite(losses: dict[str, float], step: int, checkpoint: Path) -> None:
     bad = {k: v for k, v in losses.items() if not torch.isfinite(torch.tensor(v))}
     if bad:
         kept = f"last good checkpoint kept at {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"non-finite loss at step {step}: {bad}; {kept}. Lower the learning rate "
-                                 "or check the data for NaNs.")
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step}: {bad}; {kept}. Lower the learning rate or check the data for NaNs."
+        )
 
 
 def write_grid(images: Tensor, path: Path, nrow: int = 4) -> None:
@@ -84,27 +85,42 @@ def write_grid(images: Tensor, path: Path, nrow: int = 4) -> None:
     atomic_write(path, lambda p: Image.fromarray(arr).save(p))
 
 
-def _save_checkpoint(path: Path, trainer: Trainer, step: int, history: list[dict[str, float]],
-                     gens: dict[str, torch.Generator], cfg: GeneratorConfig, seed: int) -> None:
+def _save_checkpoint(
+    path: Path,
+    trainer: Trainer,
+    step: int,
+    history: list[dict[str, float]],
+    gens: dict[str, torch.Generator],
+    cfg: GeneratorConfig,
+    seed: int,
+) -> None:
     for name, net in trainer.nets.items():
         if not all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()):
-            raise NonFiniteLossError(f"non-finite weights in '{name}' at step {step}; "
-                                     f"last good checkpoint kept at {path}")
+            raise NonFiniteLossError(
+                f"non-finite weights in '{name}' at step {step}; last good checkpoint kept at {path}"
+            )
     state = {
-        "step": step, "seed": seed, "config": cfg.model_dump(mode="json"), "trainer": trainer.state_dict(),
-        "history": history, "rng": {k: g.get_state() for k, g in gens.items()} | {"torch": torch.get_rng_state()},
+        "step": step,
+        "seed": seed,
+        "config": cfg.model_dump(mode="json"),
+        "trainer": trainer.state_dict(),
+        "history": history,
+        "rng": {k: g.get_state() for k, g in gens.items()} | {"torch": torch.get_rng_state()},
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     atomic_write(path.parent / "loss.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
 
-def _restore(path: Path, trainer: Trainer, gens: dict[str, torch.Generator], cfg: GeneratorConfig,
-             seed: int) -> tuple[int, list[dict[str, float]]]:
+def _restore(
+    path: Path, trainer: Trainer, gens: dict[str, torch.Generator], cfg: GeneratorConfig, seed: int
+) -> tuple[int, list[dict[str, float]]]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["config"] != cfg.model_dump(mode="json") or state["seed"] != seed:
-        raise ValueError(f"cannot resume from {path}: it was written with another config or seed; "
-                         "use a new run directory or resume=False")
+        raise ValueError(
+            f"cannot resume from {path}: it was written with another config or seed; "
+            "use a new run directory or resume=False"
+        )
     trainer.load_state_dict(state["trainer"])
     for k, g in gens.items():
         g.set_state(state["rng"][k])
@@ -113,15 +129,23 @@ def _restore(path: Path, trainer: Trainer, gens: dict[str, torch.Generator], cfg
     return int(state["step"]), list(state["history"])
 
 
-def train_loop(trainer: Trainer, x: Tensor, y: Tensor | None, cfg: GeneratorConfig, work_dir: Path,
-               seed: int, resume: bool, grid: Callable[[], Tensor]) -> int:
+def train_loop(
+    trainer: Trainer,
+    x: Tensor,
+    y: Tensor | None,
+    cfg: GeneratorConfig,
+    work_dir: Path,
+    seed: int,
+    resume: bool,
+    grid: Callable[[], Tensor],
+) -> int:
     """Run ``trainer.step`` on random batches of ``x`` (N, 1, S, S) until ``cfg.steps``; return the step."""
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt = work_dir / CHECKPOINT
     steps, batch = int(cfg.steps or 0), int(cfg.batch_size or 1)
     # Separate streams: batch indices (CPU) and the family's noise (on the data's device).
     gens = {"data": torch.Generator().manual_seed(seed), "noise": torch.Generator(x.device).manual_seed(seed + 1)}
-    step, history = (_restore(ckpt, trainer, gens, cfg, seed) if resume and ckpt.exists() else (0, []))
+    step, history = _restore(ckpt, trainer, gens, cfg, seed) if resume and ckpt.exists() else (0, [])
     start = step
     quiet = not sys.stderr.isatty()
     with tqdm(total=steps, initial=step, disable=quiet, desc=f"{cfg.family} {work_dir.name}") as bar:

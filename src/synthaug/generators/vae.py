@@ -24,16 +24,20 @@ def _norm(kind: str, c: int) -> nn.Module:
 class ConvEncoder(nn.Module):
     """(B, C_in, S, S) -> (B, channels[-1] * (S / 2^L)^2); one stride-2 conv per width."""
 
-    def __init__(self, size: int, channels: tuple[int, ...], in_channels: int = 1, norm: str | None = "group",
-                 wrap: Any = None):
+    def __init__(
+        self, size: int, channels: tuple[int, ...], in_channels: int = 1, norm: str | None = "group", wrap: Any = None
+    ):
         super().__init__()
         if size % 2 ** len(channels):
             raise ValueError(f"image_size {size} is not divisible by 2^{len(channels)} (one halving per channel)")
         wrap = wrap or (lambda m: m)
         layers: list[nn.Module] = []
         for c_in, c_out in zip((in_channels, *channels[:-1]), channels, strict=True):
-            layers += [wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)), *([_norm(norm, c_out)] if norm else []),
-                       nn.LeakyReLU(0.2)]
+            layers += [
+                wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)),
+                *([_norm(norm, c_out)] if norm else []),
+                nn.LeakyReLU(0.2),
+            ]
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.out_features = channels[-1] * (size // 2 ** len(channels)) ** 2
 

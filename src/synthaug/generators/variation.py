@@ -15,8 +15,14 @@ from synthaug.generators.samplers import denoise
 
 @torch.no_grad()
 def make_variations(
-    generator: Generator, sources: np.ndarray, class_id: int, strength: float, rng: RngLike,
-    sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+    generator: Generator,
+    sources: np.ndarray,
+    class_id: int,
+    strength: float,
+    rng: RngLike,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
 ) -> np.ndarray:
     """Variations of ``sources`` (n, H, W) uint8 of class ``class_id``; returns (n, H, W) uint8.
 
@@ -34,8 +40,15 @@ def make_variations(
     net, labels = generator.net_for(class_id, n)
     x0 = resize(to_float(sources), generator.cfg.image_size).to(generator.device)  # (n, 1, S, S)
     start_noise = noise(tuple(x0.shape), rng_, generator.device)
-    out = denoise(generator.eps_fn(net, labels, opts.guidance), generator.scheduler(opts.sampler), x0, opts.steps,
-                  rng_, strength=strength, start_noise=start_noise)
+    out = denoise(
+        generator.eps_fn(net, labels, opts.guidance),
+        generator.scheduler(opts.sampler),
+        x0,
+        opts.steps,
+        rng_,
+        strength=strength,
+        start_noise=start_noise,
+    )
     if strength == 0.0:
         return np.ascontiguousarray(sources, dtype=np.uint8)
     return to_uint8(resize(out.float(), generator.data_size))

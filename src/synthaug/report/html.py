@@ -16,7 +16,8 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from synthaug.io import read_json, write_text
-from synthaug.report import figures, results
+from synthaug.report import figures, results, trust
+from synthaug.report.markup import figure, table
 from synthaug.study.rundir import RunDir
 
 
@@ -27,22 +28,12 @@ class Section:
     html: str
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _figure(uri: str, caption: str) -> str:
-    return f'<figure><img src="{uri}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
-
-
 def audit_section(run: RunDir) -> str | None:
     a = read_json(run.audit)
     names = a["class_names"]
     rows = [[split, *(row[c] for c in names), sum(row.values())] for split, row in a["counts"].items()]
-    parts = [_table(["split", *names, "total"], rows)]
-    parts.append(_figure(figures.class_counts_figure(a["counts"]), "Images per class and split after decoding."))
+    parts = [table(["split", *names, "total"], rows)]
+    parts.append(figure(figures.class_counts_figure(a["counts"]), "Images per class and split after decoding."))
     modes = ", ".join(f"{m}: {k}" for m, k in a["modes"].items())
     parts.append(f"<p>Modes before conversion: {escape(modes)}. {a['distinct_sizes']} distinct image sizes.</p>")
     if a["unreadable"]:
@@ -60,7 +51,7 @@ def audit_section(run: RunDir) -> str | None:
         for kind, s in (("exact", a["exact_duplicates"]), ("near", a["near_duplicates"]))
     ]
     parts.append(
-        _table(
+        table(
             ["duplicates", "groups", "images", "groups across train/test", "label conflicts", "test copies of train"],
             dup_rows,
         )
@@ -77,11 +68,16 @@ def audit_section(run: RunDir) -> str | None:
 
 
 def samples_section(run: RunDir) -> str | None:
+    """The real grid, then one grid per synthetic bank (largest real fraction, first seed)."""
     grid = run.root / "figures" / "real_grid.png"
-    if not grid.exists():
-        return None
     rows = ", ".join(read_json(run.audit)["class_names"])
-    return _figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
+    real = (
+        figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
+        if grid.exists()
+        else ""
+    )
+    html = real + trust.bank_samples(run)
+    return html or None
 
 
 def _study(run: RunDir) -> dict:
@@ -92,10 +88,10 @@ def results_section(run: RunDir) -> str | None:
     df = results.load_results(run.root)
     if df is None or df.empty:
         return None
-    parts = [results.results_table(df), _figure(results.strip_plots(df), "Balanced accuracy per seed, by policy.")]
+    parts = [results.results_table(df), figure(results.strip_plots(df), "Balanced accuracy per seed, by policy.")]
     curve = results.efficiency_curve(df)
     if curve:
-        parts.append(_figure(curve, "Data efficiency: balanced accuracy vs the share of real training data used."))
+        parts.append(figure(curve, "Data efficiency: balanced accuracy vs the share of real training data used."))
     return "".join(parts)
 
 
@@ -114,7 +110,7 @@ def per_class_section(run: RunDir) -> str | None:
     conf = results.confusion_figure(df, run.root)
     if conf:
         parts.append(
-            _figure(conf, "Test confusion matrices summed over seeds (largest real fraction); rows are true classes.")
+            figure(conf, "Test confusion matrices summed over seeds (largest real fraction); rows are true classes.")
         )
     return "".join(parts)
 
@@ -122,13 +118,13 @@ def per_class_section(run: RunDir) -> str | None:
 def curves_section(run: RunDir) -> str | None:
     df = results.load_results(run.root)
     curves = None if df is None or df.empty else results.training_curves(df, run.root)
-    return _figure(curves, "Validation loss per epoch (first seed, largest real fraction).") if curves else None
+    return figure(curves, "Validation loss per epoch (first seed, largest real fraction).") if curves else None
 
 
 def config_section(run: RunDir) -> str | None:
     env = yaml.safe_load(run.environment.read_text(encoding="utf-8")) if run.environment.exists() else {}
     rows = [[k, v] for k, v in env.items()]
-    return _table(["component", "version"], rows) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
+    return table(["component", "version"], rows) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
@@ -138,6 +134,11 @@ SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
     ("paired", "Paired differences against the baseline", paired_section),
     ("per-class", "Per-class F1 and confusion matrices", per_class_section),
     ("curves", "Training curves", curves_section),
+    ("quality", "Synthetic image quality", trust.quality_section),
+    ("memorization", "Memorization", trust.memorization_section),
+    ("tstr", "Train on synthetic, test on real", trust.tstr_section),
+    ("filtering", "Filtering", trust.filtering_section),
+    ("gradcam", "Grad-CAM", trust.gradcam_section),
     ("config", "Configuration and versions", config_section),
 )
 

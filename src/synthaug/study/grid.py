@@ -52,9 +52,11 @@ def _run_one(cfg: SynthaugConfig, run_root: Path, cell: Cell) -> dict[str, Any]:
     data = prepare_data(cfg.data, seed=cfg.study.seeds[0])  # cached decode: seconds, not minutes
     ccfg = ClassifierConfig(model=cell.model, train=cfg.train)
     out = run_root / "classifiers" / cell.id
+    # Synthetic policies read the banks of this (fraction, seed): generators that saw only its real subset.
+    context = PolicyContext(run_dir=run_root, extras={"fraction": cell.fraction, "seed": cell.seed})
     return run_cell(
         data.train, data.test, ccfg, list(cell.policies), cell.fraction, cell.seed, out,
-        val_fraction=cfg.data.val_fraction, device=cfg.study.device, context=PolicyContext(run_dir=run_root),
+        val_fraction=cfg.data.val_fraction, device=cfg.study.device, context=context,
     )  # fmt: skip
 
 

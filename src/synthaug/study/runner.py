@@ -16,8 +16,11 @@ from synthaug.io import atomic_write, write_json
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
+from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
+from synthaug.study.quality import run_quality
 from synthaug.study.rundir import RunDir
+from synthaug.study.synthetic import run_banks, run_generators
 
 log = logging.getLogger(__name__)
 HEADLINE_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1")
@@ -63,6 +66,23 @@ def stage_samples(ctx: StudyContext) -> None:
     atomic_write(ctx.run.root / "figures" / "real_grid.png", lambda p: p.write_bytes(png))
 
 
+def stage_generators(ctx: StudyContext) -> None:
+    run_generators(ctx.cfg, ctx.run.root)
+
+
+def stage_banks(ctx: StudyContext) -> None:
+    run_banks(ctx.cfg, ctx.run.root)
+
+
+def stage_quality(ctx: StudyContext) -> None:
+    run_quality(ctx.cfg, ctx.run.root)
+
+
+def stage_explain(ctx: StudyContext) -> None:
+    if ctx.cfg.quality.explain.enabled:
+        run_explain(ctx.cfg, ctx.run.root)
+
+
 def stage_classifiers(ctx: StudyContext) -> None:
     run_classifier_grid(ctx.cfg, ctx.run.root)
 
@@ -98,8 +118,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("audit", lambda r: r.audit, stage_audit),
     Stage("splits", lambda r: r.splits, stage_splits),
     Stage("samples", lambda r: r.root / "figures" / "real_grid.png", stage_samples),
+    Stage("generators", lambda r: r.root / "generators", stage_generators, always=True),
+    Stage("banks", lambda r: r.root / "banks", stage_banks, always=True),
+    Stage("quality", lambda r: r.root / "quality.json", stage_quality, always=True),
     Stage("classifiers", lambda r: r.root / "results.parquet", stage_classifiers, always=True),
     Stage("statistics", lambda r: r.root / "statistics" / "summary.csv", stage_statistics, always=True),
+    Stage("explain", lambda r: r.root / "explain" / "cams.json", stage_explain),
     Stage("report", lambda r: r.root / "report.html", stage_report, always=True),
 )
 

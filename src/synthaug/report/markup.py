@@ -1,0 +1,24 @@
+"""Small HTML pieces every report section uses: tables, figures, numbers that may be missing."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A plain table; every cell is escaped."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figure(uri: str, caption: str) -> str:
+    return f'<figure><img src="{uri}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+
+
+def num(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted with ``spec``; a dash for a figure that could not be computed (None or NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)

@@ -1,0 +1,148 @@
+"""Grad-CAM of a study's classifiers on real vs synthetic images: the explain stage (``RUN_DIR/explain/``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from synthaug.classifiers.evaluate import load_checkpoint
+from synthaug.data.imageset import ImageSet, to_float
+from synthaug.device import pick_device
+from synthaug.explain import cam_maps, cam_panel, compare_cams, energy_in_mask, pick_target_layer, pointing_game
+from synthaug.generators.bank import load_bank
+from synthaug.io import write_json
+from synthaug.study.quality import BankRef, ExplainConfig, _prepared, find_banks, quality_settings
+
+if TYPE_CHECKING:
+    from synthaug.config import SynthaugConfig
+    from synthaug.data.prepare import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+def explain_rows(results: pd.DataFrame, cfg: SynthaugConfig, e: ExplainConfig) -> pd.DataFrame:
+    """Classifiers to explain: per model, the chosen policies' cells at the largest fraction and first seed."""
+    top = results[results["real_fraction"] == results["real_fraction"].max()]
+    seeds = [s for s in cfg.study.seeds if s in set(top["seed"])] or sorted(set(top["seed"]))
+    top = top[top["seed"] == seeds[0]]
+    wanted = e.policies or [cfg.study.baseline]
+    rows = []
+    for model, group in top.groupby("model", sort=True):
+        chosen = group[group["policy"].isin(wanted)]
+        if chosen.empty:  # no cell with the wanted policy: explain the model's first cell instead
+            chosen = group.sort_values("policy").head(1)
+            log.info("explain: %s has no cell with policy %s; using %s", model, wanted, chosen["policy"].iloc[0])
+        rows.append(chosen)
+    return pd.concat(rows).sort_values(["model", "policy"]) if rows else top.head(0)
+
+
+def first_per_class(data: ImageSet, per_class: int) -> ImageSet:
+    """The first ``per_class`` images of each class (in id order), so reruns explain the same images."""
+    order = np.argsort(data.ids.astype(str), kind="stable")
+    picks = [order[data.labels[order] == c][:per_class] for c in range(data.num_classes)]
+    return data.subset(np.sort(np.concatenate(picks)))
+
+
+def _bank_images(ref: BankRef, train: ImageSet, per_class: int) -> tuple[ImageSet, bool]:
+    """A few bank images per class; variations carry their source image's lesion mask."""
+    bank, manifest = load_bank(ref.path)
+    source = manifest.set_index("id")["source_id"].reindex(bank.ids)
+    at = {str(i): k for k, i in enumerate(train.ids)}
+    variation = bool(source.notna().all()) and len(bank) > 0
+    if variation and train.masks is not None and all(str(s) in at for s in source):
+        masks = train.masks[[at[str(s)] for s in source]]  # (N, H, W) bool, the sources' lesions
+        bank = ImageSet(bank.images, bank.labels, bank.ids, bank.class_names, bank.splits, masks)
+    return first_per_class(bank, per_class), variation
+
+
+def real_cam_figures(model: nn.Module, real: ImageSet, tolerance: int) -> dict[str, Any]:
+    """Lesion energy and pointing game of Grad-CAM on real images (None without masks)."""
+    layer, reshape = pick_target_layer(model)
+    cams = cam_maps(model, to_float(real.images), layer, real.labels, reshape)  # (N, H, W) in [0, 1]
+    out: dict[str, Any] = {"n": len(real), "energy_in_mask": None, "pointing_game": None, "n_with_lesion": 0}
+    if real.masks is not None and real.masks.any():
+        hits, energy = pointing_game(cams, real.masks, tolerance), energy_in_mask(cams, real.masks)
+        out["energy_in_mask"] = float(np.nanmean(energy)) if np.isfinite(energy).any() else None  # None: all-zero CAMs
+        out["pointing_game"] = float(np.nanmean(hits))
+        out["n_with_lesion"] = int(np.isfinite(hits).sum())
+    return out
+
+
+def load_for_cam(checkpoint: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """A classifier checkpoint rebuilt for Grad-CAM: every parameter requires gradients again.
+
+    A frozen backbone (resnet18 ``mode: frozen``) would otherwise pass no gradient to the target
+    layer's activations; the weights themselves are never updated here.
+    """
+    model, meta = load_checkpoint(checkpoint, device)
+    return model.requires_grad_(True), meta
+
+
+def _explain_one(
+    row: Any, run_root: Path, data: PreparedData, banks: list[BankRef], e: ExplainConfig, device: torch.device
+) -> dict[str, Any]:
+    model, meta = load_for_cam(run_root / "classifiers" / row.cell_id / "best.pt", device)
+    if tuple(meta["class_names"]) != data.test.class_names:
+        known = meta["class_names"]
+        raise ValueError(f"classifier {row.cell_id} knows classes {known}, the data has {data.test.class_names}")
+    real = first_per_class(data.test, e.per_class)
+    layer, _ = pick_target_layer(model)
+    entry: dict[str, Any] = {
+        "cell_id": row.cell_id,
+        "model": row.model,
+        "policy": row.policy,
+        "fraction": float(row.real_fraction),
+        "seed": int(row.seed),
+        "target_layer": type(layer).__name__,
+        "tolerance_px": e.tolerance,
+        "real": real_cam_figures(model, real, e.tolerance),
+        "banks": [],
+    }
+    for ref in banks:
+        if (ref.fraction, ref.seed) != (float(row.real_fraction), int(row.seed)):
+            continue
+        synthetic, variation = _bank_images(ref, data.train, e.per_class)
+        if len(synthetic) == 0:
+            continue
+        figures, cams_r, cams_s = compare_cams(model, real, synthetic, tolerance=e.tolerance)
+        panel = run_root / "explain" / f"{row.cell_id}__{ref.name}.png"
+        cam_panel(real, cams_r, synthetic, cams_s, e.per_class, panel)
+        entry["banks"].append(
+            {
+                "bank": ref.name,
+                "variation": variation,
+                "panel": panel.relative_to(run_root).as_posix(),
+                "synthetic": figures["synthetic"],
+                "mean_cam_correlation": figures["mean_cam_correlation"],
+            }
+        )
+    log.info("explain: %s on %d bank(s)", row.cell_id, len(entry["banks"]))
+    return entry
+
+
+def run_explain(cfg: SynthaugConfig, run_root: Path, settings: ExplainConfig | None = None) -> Path:
+    """Grad-CAM of the study's classifiers on real test vs bank images; writes ``RUN_DIR/explain/cams.json``.
+
+    Per explained classifier: lesion energy and pointing game on real images (data with masks,
+    e.g. phantoms), per bank of its cell the same for variations (their source's mask) and the
+    per-class correlation of mean CAMs real vs synthetic, and a PNG panel. ``settings``
+    defaults to ``cfg.quality.explain``.
+    """
+    e = settings or quality_settings(cfg).explain
+    run_root = Path(run_root)
+    results = run_root / "results.parquet"
+    if not results.exists():
+        raise FileNotFoundError(f"'{results}' is missing: explain needs trained classifiers; run `synthaug run` first")
+    entries = []
+    if e.enabled:
+        rows = explain_rows(pd.read_parquet(results), cfg, e)
+        data, banks, device = _prepared(cfg), find_banks(run_root), pick_device(cfg.study.device)
+        entries = [_explain_one(row, run_root, data, banks, e, device) for row in rows.itertuples()]
+    record = {"settings": e.model_dump(mode="json"), "classifiers": entries}
+    return write_json(run_root / "explain" / "cams.json", record)
