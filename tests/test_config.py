@@ -53,3 +53,9 @@ def test_config_is_frozen() -> None:
     cfg = SynthaugConfig()
     with pytest.raises(ValidationError):
         cfg.data.size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "configs").glob("*.yaml")))
+def test_shipped_configs_validate(name: str) -> None:
+    cfg = load_config(Path(__file__).parents[1] / "configs" / name)
+    assert cfg.study.policies and cfg.study.seeds

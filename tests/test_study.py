@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -46,10 +47,26 @@ def test_a_different_config_never_overwrites_a_run(tmp_path: Path) -> None:
         run_study(load_config(None, [*SMALL, "data.size=48"]), tmp_path / "run")
 
 
+TINY_GENERATORS = (
+    "study.generators=["
+    "{family: vae, steps: 2, batch_size: 8, vae: {channels: [8, 16], latent_dim: 8}},"
+    "{family: gan, steps: 2, batch_size: 8, gan: {channels: [8, 16], z_dim: 8}},"
+    "{family: ddpm, steps: 2, batch_size: 8, ddpm: {block_out_channels: [8, 16], sample_steps: 2}}]"
+)
+
+
 def test_cli_run_with_quickstart_config(tmp_path: Path) -> None:
+    """The quickstart's stages end to end, with its networks and budgets shrunk to seconds."""
     config = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    small = ["data.size=16", "data.phantom.n=64", "study.seeds=[0]", "study.real_fractions=[1.0]"]
+    small += [TINY_GENERATORS, "train.epochs=1", "quality.epochs=1", "quality.explain.per_class=1"]
     res = CliRunner().invoke(
-        app, ["run", str(config), "--out", str(tmp_path / "q"), *[a for s in SMALL for a in ("--set", s)]]
+        app, ["run", str(config), "--out", str(tmp_path / "q"), *[a for s in small for a in ("--set", s)]]
     )
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "q" / "splits.json").exists() and (tmp_path / "q" / "environment.yaml").exists()
+    run = tmp_path / "q"
+    assert (run / "splits.json").exists() and (run / "environment.yaml").exists()
+    assert len(pd.read_parquet(run / "results.parquet")) == 7  # every policy of the quickstart, one cell each
+    assert (run / "quality.json").exists() and (run / "explain" / "cams.json").exists()
+    html = (run / "report.html").read_text()
+    assert all(t in html for t in ("Synthetic image quality", "Memorization", "Grad-CAM", "Train on synthetic"))

@@ -38,6 +38,7 @@ def test_synthetic_counts_are_stratified_like_the_real_subset() -> None:
     assert _counts("synthetic:gen=g,y=1", real) == [6, 3, 9]
     assert _counts("synthetic:gen=g,y=0.5", real) == [3, 2, 4]  # round half to even: 1.5 -> 2, 4.5 -> 4
     assert _counts("synthetic:gen=g,y=0", real) == [0, 0, 0]
+    assert _counts("synthetic:gen=g,per_class=200", real) == [200, 200, 200]
 
 
 def test_fill_tops_a_fraction_up_to_the_full_size() -> None:
@@ -64,6 +65,8 @@ def test_policy_arguments_are_checked() -> None:
         build_policy(parse_policy("synthetic"))
     with pytest.raises(ValueError, match="y must be >= 0"):
         build_policy(parse_policy("synthetic:gen=g,y=-1"))
+    with pytest.raises(ValueError, match="per_class"):
+        build_policy(parse_policy("synthetic:gen=g,per_class=5,fill=true"))
     with pytest.raises(ValueError, match="min_confidence must lie in"):
         build_policy(parse_policy("synthetic:gen=g,min_confidence=2"))
 

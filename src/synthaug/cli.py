@@ -22,7 +22,8 @@ log = logging.getLogger("synthaug")
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
 
@@ -184,3 +185,90 @@ def explain(
     except (ConfigError, SourceError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     typer.echo(f"wrote {path} (`synthaug report {run_dir}` adds it to the report)")
+
+
+@app.command("train-generator")
+def train_generator(
+    out: Annotated[Path, typer.Argument(help="output folder (checkpoints, loss.csv, sample grids, generator.pt)")],
+    data: Annotated[str | None, typer.Option(help="training data (folder, parquet, hf:<id>, phantom)")] = None,
+    config: Annotated[Path | None, typer.Option(help="study YAML: its data: section and study.generators")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="name of a generator in the config's study.generators (default: --family)")
+    ] = None,
+    family: Annotated[str, typer.Option(help="vae, gan or ddpm (without --generator)")] = "ddpm",
+    steps: Annotated[int | None, typer.Option(help="optimiser steps (default: the preset's)")] = None,
+    fraction: Annotated[float, typer.Option(help="real fraction of the training split (a study cell's subset)")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed: fixes the real subset and the training randomness")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT's last checkpoint")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. data.size=32")] = None,
+) -> None:
+    """Train one generator on the training images of a dataset (never its validation or test images)."""
+    from synthaug.config import StudyGeneratorConfig
+    from synthaug.data.prepare import prepare_data
+    from synthaug.data.splits import cell_indices
+    from synthaug.generators import fit
+    from synthaug.io import write_json
+
+    try:
+        cfg = load_config(config, ([f"data.source={data}"] if data else []) + list(set_ or []))
+        by_name = {g.name: g for g in cfg.study.generators}
+        name = generator or family
+        if generator is not None and generator not in by_name:
+            raise ConfigError(f"--generator {generator!r} is not in study.generators ({sorted(by_name)})")
+        gcfg = by_name[name] if name in by_name else StudyGeneratorConfig.model_validate({"family": family})
+        if steps is not None:
+            gcfg = gcfg.model_copy(update={"steps": steps})
+        prepared = prepare_data(cfg.data, seed=cfg.study.seeds[0])
+        fit_idx, _ = cell_indices(prepared.train.labels, fraction, cfg.data.val_fraction, seed)
+        real = prepared.train.subset(fit_idx)
+        write_json(out / "trained_on.json", {"fraction": fraction, "seed": seed, "ids": real.ids.tolist()})
+        gen = fit(real, gcfg.generator_config(), out, seed=seed, resume=resume)
+    except (ConfigError, SourceError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"trained {gen.family} on {len(real)} images of {list(real.class_names)}: {out / 'generator.pt'}")
+
+
+@app.command()
+def sample(
+    checkpoint: Annotated[Path, typer.Argument(help="generator.pt written by train-generator or a study")],
+    out: Annotated[Path, typer.Option(help="bank root: images go to OUT/<family>/<class>/*.png")] = Path("synthetic"),
+    n: Annotated[int, typer.Option(help="images per class")] = 100,
+    class_: Annotated[list[str] | None, typer.Option("--class", help="only this class (repeatable)")] = None,
+    sampler: Annotated[str | None, typer.Option(help="ddpm, ddim or dpm++ (diffusion; default: the model's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="sampler steps (diffusion)")] = None,
+    guidance: Annotated[float | None, typer.Option(help="classifier-free guidance scale (diffusion)")] = None,
+    variations_of: Annotated[
+        str | None, typer.Option(help="make image variations of this dataset's training images (diffusion)")
+    ] = None,
+    strength: Annotated[float, typer.Option(help="noise level of variations, 0..1")] = 0.5,
+    seed: Annotated[int, typer.Option(help="bank seed; image k of class c always gets the same noise")] = 0,
+    batch_size: Annotated[int, typer.Option(help="images per forward batch")] = 64,
+) -> None:
+    """Write a synthetic image bank with manifest.parquet; an interrupted bank continues where it stopped."""
+    from synthaug.generators import load_generator, write_bank
+
+    try:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"no generator checkpoint at '{checkpoint}'; train one with `train-generator`")
+        if n < 1:
+            raise ValueError(f"--n must be at least 1, got {n}")
+        gen = load_generator(checkpoint)
+        names = list(gen.class_names)
+        unknown = [c for c in class_ or [] if c not in names]
+        if unknown:
+            raise ValueError(f"--class {unknown} not among the generator's classes {names}")
+        sources = None
+        if variations_of is not None:
+            from synthaug.data.prepare import prepare_data
+
+            dcfg = load_config(None, [f"data.source={variations_of}", f"data.size={gen.data_size}"]).data
+            sources = prepare_data(dcfg).train
+            if tuple(sources.class_names) != gen.class_names:
+                raise ValueError(f"{variations_of} has classes {sources.class_names}, the generator {names}")
+        counts = {names.index(c): n for c in (class_ or names)}
+        family = "variation" if sources is not None else gen.family
+        manifest = write_bank(gen, out / family, counts, seed=seed, sampler=sampler, steps=steps, guidance=guidance,
+                              batch_size=batch_size, sources=sources, strength=strength)  # fmt: skip
+    except (ConfigError, SourceError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"bank {out / family}: {len(manifest)} images, manifest {out / family / 'manifest.parquet'}")

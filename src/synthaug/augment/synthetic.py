@@ -2,7 +2,8 @@
 
 - ``synthetic:gen=NAME,y=Y`` adds round(Y·n_c) images of every class c (n_c real images of c in
   the cell), so the synthetic share is stratified like the real data; ``fill=true`` instead adds
-  what the class would have gained at real fraction 1 (X% real + the rest synthetic).
+  what the class would have gained at real fraction 1 (X% real + the rest synthetic);
+  ``per_class=K`` adds K images of every class (the seed report's 200 per class).
 - ``balance:gen=NAME`` tops every class up to the largest class of the real subset.
 - ``variation:gen=NAME,y=Y`` adds variations (SDEdit) of the cell's own real images, one per
   source image while Y ≤ 1 (the image-variation protocol).
@@ -138,13 +139,18 @@ class SyntheticExpansion(_FromBank):
     name: ClassVar[str] = "synthetic"
     y: float = 1.0
     fill: bool = False
+    per_class: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.y < 0:
             raise ValueError(f"synthetic: y must be >= 0, got {self.y}")
+        if self.per_class is not None and (self.per_class < 0 or self.fill):
+            raise ValueError(f"synthetic: per_class must be >= 0 and not combined with fill, got {self.per_class}")
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
+        if self.per_class is not None:
+            return np.full(real.num_classes, self.per_class, dtype=np.int64)
         return _fill(real, fraction) if self.fill else _stratified(real, self.y)
 
 

@@ -160,10 +160,14 @@ def train_loop(
                 bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
             if step % cfg.checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt, trainer, step, history, gens, cfg, seed)
+                if quiet and step < steps:  # no progress bar without a terminal: a line per checkpoint
+                    loss = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                    log.info("%s %s: step %d/%d, %s", cfg.family, work_dir.name, step, steps, loss)
             if cfg.sample_every and step % cfg.sample_every == 0:
                 write_grid(grid(), work_dir / "samples" / f"step_{step:06d}.png")
     if step > start or not (work_dir / "samples.png").exists():
         write_grid(grid(), work_dir / "samples.png")
     if quiet and history:
-        log.info("%s %s: step %d, %s", cfg.family, work_dir.name, step, history[-1])
+        loss = ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "step")
+        log.info("%s %s: done, step %d/%d, %s", cfg.family, work_dir.name, step, steps, loss)
     return step
