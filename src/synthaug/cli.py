@@ -205,9 +205,7 @@ def train_generator(
     """Train one generator on the training images of a dataset (never its validation or test images)."""
     from synthaug.config import StudyGeneratorConfig
     from synthaug.data.prepare import prepare_data
-    from synthaug.data.splits import cell_indices
-    from synthaug.generators import fit
-    from synthaug.io import write_json
+    from synthaug.study.synthetic import fit_on_cell
 
     try:
         cfg = load_config(config, ([f"data.source={data}"] if data else []) + list(set_ or []))
@@ -219,10 +217,7 @@ def train_generator(
         if steps is not None:
             gcfg = gcfg.model_copy(update={"steps": steps})
         prepared = prepare_data(cfg.data, seed=cfg.study.seeds[0])
-        fit_idx, _ = cell_indices(prepared.train.labels, fraction, cfg.data.val_fraction, seed)
-        real = prepared.train.subset(fit_idx)
-        write_json(out / "trained_on.json", {"fraction": fraction, "seed": seed, "ids": real.ids.tolist()})
-        gen = fit(real, gcfg.generator_config(), out, seed=seed, resume=resume)
+        gen, real = fit_on_cell(cfg, prepared.train, gcfg, fraction, seed, out, resume=resume)
     except (ConfigError, SourceError, ValueError) as exc:
         _fail(exc)
     typer.echo(f"trained {gen.family} on {len(real)} images of {list(real.class_names)}: {out / 'generator.pt'}")

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from synthaug.data.splits import cell_indices
 from synthaug.io import read_json, write_json
 from synthaug.layout import bank_dir, generator_dir
 from synthaug.study.executors import make_executor
+
+if TYPE_CHECKING:
+    from synthaug.generators.base import Generator
 
 log = logging.getLogger(__name__)
 TRAINED_ON = "trained_on.json"
@@ -75,14 +78,27 @@ def needed_generators(cfg: SynthaugConfig, train: ImageSet) -> list[tuple[StudyG
     return [(by_name[name], fraction, seed) for name, fraction, seed in keys]
 
 
-def _fit_task(cfg: SynthaugConfig, run_root: Path, gcfg: StudyGeneratorConfig, fraction: float, seed: int) -> str:
+def fit_on_cell(
+    cfg: SynthaugConfig,
+    train: ImageSet,
+    gcfg: StudyGeneratorConfig,
+    fraction: float,
+    seed: int,
+    out: Path,
+    resume: bool = True,
+) -> tuple[Generator, ImageSet]:
+    """Train ``gcfg`` on the real fit subset of cell (fraction, seed) only; record the ids it saw."""
     from synthaug.generators import fit
 
-    train = prepare_data(cfg.data, seed=cfg.study.seeds[0]).train  # cached decode
     real = _real_subset(cfg, train, fraction, seed)
-    out = generator_dir(run_root, gcfg.name, fraction, seed)
     write_json(out / TRAINED_ON, {"fraction": fraction, "seed": seed, "ids": real.ids.tolist()})
-    fit(real, gcfg.generator_config(), out, seed=seed, resume=True)
+    return fit(real, gcfg.generator_config(), out, seed=seed, resume=resume), real
+
+
+def _fit_task(cfg: SynthaugConfig, run_root: Path, gcfg: StudyGeneratorConfig, fraction: float, seed: int) -> str:
+    train = prepare_data(cfg.data, seed=cfg.study.seeds[0]).train  # cached decode
+    out = generator_dir(run_root, gcfg.name, fraction, seed)
+    fit_on_cell(cfg, train, gcfg, fraction, seed, out)
     return str(out)
 
 
