@@ -47,6 +47,18 @@ def test_a_different_config_never_overwrites_a_run(tmp_path: Path) -> None:
         run_study(load_config(None, [*SMALL, "data.size=48"]), tmp_path / "run")
 
 
+def test_resume_may_change_workers_and_threads(tmp_path: Path) -> None:
+    """Execution settings change speed, not results: a run resumes with other ones and skips its cells."""
+    run = run_study(load_config(None, SMALL), tmp_path / "run")
+    before = pd.read_parquet(run.root / "results.parquet")
+    run_study(load_config(None, [*SMALL, "study.workers=2", "train.threads=1"]), tmp_path / "run")
+    after = pd.read_parquet(run.root / "results.parquet")
+    key = ["cell_id"]  # no cell re-ran: the same rows, wall times included
+    pd.testing.assert_frame_equal(
+        after.sort_values(key).reset_index(drop=True), before.sort_values(key).reset_index(drop=True)
+    )
+
+
 TINY_GENERATORS = (
     "study.generators=["
     "{family: vae, steps: 2, batch_size: 8, vae: {channels: [8, 16], latent_dim: 8}},"

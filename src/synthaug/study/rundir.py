@@ -38,13 +38,26 @@ class RunDir:
         """Create the folder and record the resolved config; refuse to mix two different studies."""
         self.root.mkdir(parents=True, exist_ok=True)
         text = dump_config(cfg)
-        if self.config.exists() and self.config.read_text(encoding="utf-8") != text:
+        if self.config.exists() and _results_part(self.config.read_text(encoding="utf-8")) != _results_part(text):
             raise ConfigError(
                 f"run directory '{self.root}' holds a study with a different configuration ({self.config}); "
                 "use a new --out folder, or the same config to resume"
             )
         write_text(self.config, text)
         write_text(self.environment, yaml.safe_dump(environment(), sort_keys=False))
+
+
+# Settings that change how fast a study runs, not what it computes: a resumed run may change them.
+EXECUTION_KEYS = (("study", "workers"), ("train", "threads"), ("data", "workers"))
+
+
+def _results_part(text: str) -> dict:
+    """The recorded config without its execution settings (what must match to resume)."""
+    raw = yaml.safe_load(text) or {}
+    for section, key in EXECUTION_KEYS:
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
+    return raw
 
 
 def environment() -> dict[str, str]:
