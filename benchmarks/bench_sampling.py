@@ -1,6 +1,7 @@
-"""Sampler cost and quality on one trained DDPM: DDPM-1000 vs DDIM-50 vs DPM-Solver++-20.
+"""Sampler cost and quality on one trained DDPM: DDPM-1000 vs DDIM-50 vs DPM-Solver++-20 (ODE and SDE).
 
     python benchmarks/bench_sampling.py [--size 16] [--steps 500] [--n 12] [--threads 1] [--grids docs/img]
+        [--model PATH] [--samplers ddpm:1000,ddim:50,dpm++:20,dpm++sde:20]
 
 Trains a small conditional DDPM on numpy-drawn shapes (3 classes: small disc, large disc, ring;
 16 px by default, so DDPM-1000 stays within minutes on 2 shared CPU cores), then for each
@@ -9,6 +10,8 @@ forward hook, so guidance's doubled batch would show), images/s, and three quali
 against held-out real images of the same class: RMS distance of the mean images, total-variation
 distance of the intensity histograms, and mean nearest-neighbour RMS distance.
 A held-out-real vs training-real row gives the scale of "as good as real".
+``--model PATH`` keeps the trained model: the first run writes it, later runs load it and only
+sample (to compare samplers or step counts without training again).
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import torch
 
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
 from synthaug.generators import GeneratorConfig, fit
-from synthaug.generators.base import Generator
+from synthaug.generators.base import Generator, load_generator
 from synthaug.generators.training import write_grid
 
-SAMPLERS = (("ddpm", 1000), ("ddim", 50), ("dpm++", 20))
+SAMPLERS = "ddpm:1000,ddim:50,dpm++:20,dpm++sde:20"
 NAMES = ("small_disc", "large_disc", "ring")
 
 
@@ -88,6 +91,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--grids", type=Path, default=None, help="write gen_*.png sample grids here")
+    ap.add_argument("--model", type=Path, default=None, help="load the trained model here, or save it here")
+    ap.add_argument("--samplers", default=SAMPLERS, help="comma-separated sampler:steps")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -110,20 +115,28 @@ def main() -> None:
             "guidance": args.guidance,
         },
     )
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        gen = fit(train, cfg, tmp, seed=0)
-    print(
-        f"trained {args.steps} steps (batch 32, {args.size} px, UNet (16, 32, 32)) "
-        f"in {time.perf_counter() - start:.0f} s"
-    )
+    if args.model and args.model.exists():
+        gen = load_generator(args.model, device="cpu")
+        print(f"loaded {args.model} (trained {gen.cfg.steps} steps)")
+    else:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            gen = fit(train, cfg, tmp, seed=0)
+        print(
+            f"trained {args.steps} steps (batch 32, {args.size} px, UNet (16, 32, 32)) "
+            f"in {time.perf_counter() - start:.0f} s"
+        )
+        if args.model:
+            args.model.parent.mkdir(parents=True, exist_ok=True)
+            gen.save(args.model)
     real = [held_out.images[held_out.labels == c] for c in range(3)]
     ref = np.mean([quality(train.images[train.labels == c][: args.n], real[c]) for c in range(3)], axis=0)
     print(f"{'sampler':<14}{'evals/img':>10}{'img/s':>8}{'mean RMS':>10}{'hist TV':>9}{'NN RMS':>8}")
     print(f"{'real (ref)':<14}{'-':>10}{'-':>8}{ref[0]:>10.2f}{ref[1]:>9.3f}{ref[2]:>8.2f}")
     if args.grids:
         write_grid(to_float(np.concatenate([r[:8] for r in real])), args.grids / "gen_real_shapes.png", nrow=8)
-    for sampler, steps in SAMPLERS:
+    for spec in args.samplers.split(","):
+        sampler, steps = spec.split(":")[0], int(spec.split(":")[1])
         images, evals, ips = draw(gen, sampler, steps, args.n)
         q = np.mean([quality(images[c], real[c]) for c in range(3)], axis=0)
         label = f"{sampler}-{steps}"

@@ -36,7 +36,9 @@ def test_linear_schedule_known_values() -> None:
     assert abar[999].item() == pytest.approx(4.0358e-5, rel=1e-3)
 
 
-@pytest.mark.parametrize(("name", "steps", "nfe"), [("ddpm", 1000, 1000), ("ddim", 50, 50), ("dpm++", 20, 20)])
+@pytest.mark.parametrize(
+    ("name", "steps", "nfe"), [("ddpm", 1000, 1000), ("ddim", 50, 50), ("dpm++", 20, 20), ("dpm++sde", 20, 20)]
+)
 def test_samplers_count_denoiser_evaluations(name: str, steps: int, nfe: int) -> None:
     eps_fn, calls = count_evaluations(lambda x, t: torch.zeros_like(x))
     sched = make_scheduler(name, train_scheduler().config)
@@ -56,6 +58,31 @@ def test_ddim_and_dpm_solver_agree_on_a_zero_noise_model() -> None:
     dpm = denoise(zero, make_scheduler("dpm++", cfg, clip_sample=False), x_t.clone(), 10, torch.Generator())
     torch.testing.assert_close(ddim, expected, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(dpm, ddim, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm++", "dpm++sde"])
+def test_every_sampler_lands_on_the_only_image_an_oracle_denoiser_knows(name: str) -> None:
+    # Data = one image x0: the exact noise prediction is eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t).
+    # Every sampler, stochastic or not, must then end at x0 (up to float error).
+    x0 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 1.6 - 0.8
+    abar = train_scheduler().alphas_cumprod
+
+    def oracle(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = abar[int(t)]
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+    sched = make_scheduler(name, train_scheduler().config, clip_sample=False)
+    x_t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    out = denoise(oracle, sched, x_t, 1000 if name == "ddpm" else 10, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(out, x0, rtol=0, atol=2e-3)
+
+
+def test_stochastic_solver_draws_fresh_noise_from_the_seed() -> None:
+    gen = untrained()
+    a = gen.sample(0, 2, rng=5, sampler="dpm++sde", steps=4)
+    assert np.array_equal(a, gen.sample(0, 2, rng=5, sampler="dpm++sde", steps=4))
+    # the same seed gives both solvers the same x_T; only the SDE adds noise along the path
+    assert not np.array_equal(a, gen.sample(0, 2, rng=5, sampler="dpm++", steps=4))
 
 
 def test_guidance_changes_conditional_samples_only() -> None:

@@ -229,7 +229,9 @@ def sample(
     out: Annotated[Path, typer.Option(help="bank root: images go to OUT/<family>/<class>/*.png")] = Path("synthetic"),
     n: Annotated[int, typer.Option(help="images per class")] = 100,
     class_: Annotated[list[str] | None, typer.Option("--class", help="only this class (repeatable)")] = None,
-    sampler: Annotated[str | None, typer.Option(help="ddpm, ddim or dpm++ (diffusion; default: the model's)")] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="ddpm, ddim, dpm++ or dpm++sde (diffusion; default: the model's)")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="sampler steps (diffusion)")] = None,
     guidance: Annotated[float | None, typer.Option(help="classifier-free guidance scale (diffusion)")] = None,
     variations_of: Annotated[

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from synthaug.config_base import StrictModel
 
 Family = Literal["vae", "gan", "ddpm"]
-SamplerName = Literal["ddpm", "ddim", "dpm++"]
+SamplerName = Literal["ddpm", "ddim", "dpm++", "dpm++sde"]
 
 
 class VAEConfig(StrictModel):
@@ -35,6 +35,13 @@ class GANConfig(StrictModel):
     conditioning: Literal["projection", "embedding"] = "projection"
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = Field(1, ge=1, description="discriminator updates per generator update")
+    mode_seeking: float = Field(
+        0.1, ge=0, description="weight of the mode-seeking term (conditional G ignoring z; 0 = off)"
+    )
+    minibatch_std: bool = Field(True, description="minibatch-std feature in the discriminator (against collapse)")
+    diffaugment: tuple[Literal["color", "translation", "cutout"], ...] = Field(
+        ("color", "translation", "cutout"), description="DiffAugment operations on every image D sees ([] = off)"
+    )
 
 
 class DDPMConfig(StrictModel):

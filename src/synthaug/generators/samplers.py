@@ -13,8 +13,8 @@ from torch import Tensor
 
 # eps_fn(x_t (N, 1, S, S), t (scalar tensor)) -> predicted noise (N, 1, S, S)
 EpsFn = Callable[[Tensor, Tensor], Tensor]
-SAMPLERS = ("ddpm", "ddim", "dpm++")
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20}
+SAMPLERS = ("ddpm", "ddim", "dpm++", "dpm++sde")
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20, "dpm++sde": 20}
 
 
 def train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "linear") -> Any:
@@ -31,7 +31,9 @@ def make_scheduler(name: str, train_config: Any, clip_sample: bool = True) -> An
     """A sampling scheduler sharing the training betas.
 
     ``ddpm``: ancestral sampling (Ho et al. eq. 11); ``ddim``: eta = 0, deterministic (Song et al.
-    eq. 12); ``dpm++``: DPM-Solver++(2M) in data prediction (Lu et al. 2022). DDIM and DPM++ use
+    eq. 12); ``dpm++``: DPM-Solver++(2M) in data prediction (Lu et al. 2022); ``dpm++sde``: its
+    stochastic form (SDE-DPM-Solver++(2M)), which adds fresh noise at every step like the
+    ancestral sampler and so corrects errors a deterministic path keeps. DDIM and DPM++ use
     "trailing" spacing so their first step is the last training timestep (Lin et al. 2024).
     ``clip_sample`` clips the predicted clean image to [-1, 1] in all three (the data range).
     """
@@ -41,11 +43,11 @@ def make_scheduler(name: str, train_config: Any, clip_sample: bool = True) -> An
         return DDIMScheduler.from_config(
             train_config, clip_sample=clip_sample, timestep_spacing="trailing", set_alpha_to_one=True
         )
-    if name == "dpm++":
+    if name in ("dpm++", "dpm++sde"):
         # Thresholding at 1.0 clips x0_hat to [-1, 1] like clip_sample (Lu et al.: pixel-space models).
         return DPMSolverMultistepScheduler.from_config(
             train_config,
-            algorithm_type="dpmsolver++",
+            algorithm_type="dpmsolver++" if name == "dpm++" else "sde-dpmsolver++",
             solver_order=2,
             timestep_spacing="trailing",
             final_sigmas_type="zero",
