@@ -2,10 +2,12 @@
 discriminator (Miyato & Koyama 2018) or a label-embedding input channel. The alternating
 discriminator / generator updates live here, not in shared code.
 
-Two small-data aids, both on by default: a minibatch-standard-deviation feature in the
-discriminator (Karras et al. 2018), which lets it see a batch that lacks diversity, and
+Three aids, all on by default: the mode-seeking term in the generator loss (Mao et al. 2019),
+without which the conditional generator ignores z and draws one image per class
+(benchmarks/check_gan_collapse.py); a minibatch-standard-deviation feature in the
+discriminator (Karras et al. 2018), which lets it see a batch that lacks diversity; and
 differentiable augmentation of every image the discriminator sees, real and fake, in both
-updates (DiffAugment, Zhao et al. 2020), which keeps it from memorising a few hundred images.
+updates (DiffAugment, Zhao et al. 2020), against memorising a few hundred training images.
 """
 
 from __future__ import annotations

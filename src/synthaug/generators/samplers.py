@@ -33,9 +33,9 @@ def make_scheduler(name: str, train_config: Any, clip_sample: bool = True) -> An
     ``ddpm``: ancestral sampling (Ho et al. eq. 11); ``ddim``: eta = 0, deterministic (Song et al.
     eq. 12); ``dpm++``: DPM-Solver++(2M) in data prediction (Lu et al. 2022); ``dpm++sde``: its
     stochastic form (SDE-DPM-Solver++(2M)), which adds fresh noise at every step like the
-    ancestral sampler and so corrects errors a deterministic path keeps. DDIM and DPM++ use
+    ancestral sampler, so an error of the network is not carried along a fixed path. DDIM and DPM++ use
     "trailing" spacing so their first step is the last training timestep (Lin et al. 2024).
-    ``clip_sample`` clips the predicted clean image to [-1, 1] in all three (the data range).
+    ``clip_sample`` clips the predicted clean image to [-1, 1] in every sampler (the data range).
     """
     if name == "ddpm":
         return DDPMScheduler.from_config(train_config, clip_sample=clip_sample)
