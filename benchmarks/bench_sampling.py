@@ -136,7 +136,8 @@ def main() -> None:
     if args.grids:
         write_grid(to_float(np.concatenate([r[:8] for r in real])), args.grids / "gen_real_shapes.png", nrow=8)
     for spec in args.samplers.split(","):
-        sampler, steps = spec.split(":")[0], int(spec.split(":")[1])
+        sampler, steps_text = spec.split(":")
+        steps = int(steps_text)
         images, evals, ips = draw(gen, sampler, steps, args.n)
         q = np.mean([quality(images[c], real[c]) for c in range(3)], axis=0)
         label = f"{sampler}-{steps}"
