@@ -138,6 +138,24 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished (or partial)
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def table(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory whose statistics stage has run")],
+    metric: Annotated[
+        list[str] | None, typer.Option(help="metric column(s) to show (default: test_accuracy, test_macro_f1)")
+    ] = None,
+    paired_metric: Annotated[str, typer.Option(help="metric of the paired comparison columns")] = "test_accuracy",
+) -> None:
+    """Print the run's results as a Markdown table: medians, 95% CIs, paired differences vs baseline."""
+    from synthaug.report.markdown import markdown_table
+
+    try:
+        text = markdown_table(run_dir, metric, paired_metric)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(text, nl=False)
+
+
 @app.command("train-classifier")
 def train_classifier(
     run_dir: Annotated[Path, typer.Argument(help="run directory made by `synthaug run` (its config.yaml is used)")],

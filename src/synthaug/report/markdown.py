@@ -1,0 +1,95 @@
+"""Markdown tables of a run's statistics, in the form docs/RESULTS.md uses.
+
+Reads ``RUN_DIR/statistics/summary.csv`` and ``paired.csv`` (written by the study's statistics
+stage), so the numbers in the docs are exactly the run's and ``synthaug table RUN_DIR`` prints
+them again.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+METRIC_NAMES = {
+    "test_accuracy": "test accuracy",
+    "test_balanced_accuracy": "balanced accuracy",
+    "test_macro_f1": "macro-F1",
+}
+
+
+def _signed(x: float) -> str:
+    # U+2212 minus, as the docs write it; "+0.000" rather than "−0.000" for a rounded zero
+    text = f"{x:+.3f}"
+    return text.replace("-", "\u2212") if text.lstrip("-+") != "0.000" else "+0.000"
+
+
+def _policy_label(policy: str) -> str:
+    """``classical(p=0.2)`` -> ``classical 20%``; everything else as recorded."""
+    m = re.fullmatch(r"classical\(p=([0-9.]+)\)", policy)
+    return f"classical {float(m.group(1)) * 100:g}%" if m else policy
+
+
+def _read(path: Path, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: {what}; run `synthaug run` on this run directory first "
+            "(its statistics stage writes it)"
+        )
+    return pd.read_csv(path)
+
+
+def markdown_table(
+    run_root: Path,
+    metrics: list[str] | None = None,
+    paired_metric: str = "test_accuracy",
+) -> str:
+    """One row per (model, real fraction, policy): median [95% CI] per metric, then the paired
+    difference of ``paired_metric`` against the study's baseline, its wins and the Wilcoxon p."""
+    run_root = Path(run_root)
+    metrics = metrics or ["test_accuracy", "test_macro_f1"]
+    stats = run_root / "statistics"
+    summary = _read(stats / "summary.csv", "the per-cell summary")
+    unknown = sorted(set(metrics) - set(summary["metric"]))
+    if unknown:
+        raise ValueError(f"metric(s) {unknown} not in {stats / 'summary.csv'}; it has {sorted(set(summary['metric']))}")
+    paired_path = stats / "paired.csv"
+    paired = pd.read_csv(paired_path) if paired_path.exists() else None
+    keys = ["model", "real_fraction", "policy"]
+    first = summary[summary["metric"] == metrics[0]].sort_values(keys)
+    baseline = None
+    if paired is not None and len(paired):
+        baseline = str(paired["baseline"].iloc[0])
+        paired = paired[paired["metric"] == paired_metric].set_index(keys)
+    # the baseline row first within each (model, fraction), the rest as recorded
+    first = first.assign(_base=first["policy"] != baseline).sort_values(["model", "real_fraction", "_base", "policy"])
+
+    many_models = summary["model"].nunique() > 1
+    many_fractions = summary["real_fraction"].nunique() > 1
+    header = (["model"] if many_models else []) + (["real fraction"] if many_fractions else []) + ["policy", "seeds"]
+    header += [f"{METRIC_NAMES.get(m, m)}, median [95% CI]" for m in metrics]
+    if paired is not None:
+        name = METRIC_NAMES.get(paired_metric, paired_metric).removeprefix("test ")
+        header += [f"paired Δ {name} vs {baseline}, mean [95% CI]", "wins", "Wilcoxon p"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    indexed = summary.set_index([*keys, "metric"])
+    for _, row in first.iterrows():
+        key = (row["model"], row["real_fraction"], row["policy"])
+        cells = ([str(row["model"])] if many_models else []) + ([f"{row['real_fraction']:g}"] if many_fractions else [])
+        cells += [_policy_label(str(row["policy"])), str(int(row["n"]))]
+        for m in metrics:
+            r = indexed.loc[(*key, m)]
+            cells.append(f"{r['median']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+        if paired is not None:
+            if key in paired.index:
+                p = paired.loc[key]
+                cells += [
+                    f"{_signed(p['mean_diff'])} [{_signed(p['ci_low'])}, {_signed(p['ci_high'])}]",
+                    f"{int(p['wins'])} / {int(p['n_pairs'])}",
+                    "–" if pd.isna(p["wilcoxon_p"]) else f"{p['wilcoxon_p']:.2f}",
+                ]
+            else:
+                cells += ["–", "–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""`synthaug table`: the docs' Markdown tables printed from a run's statistics CSVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from synthaug.cli import app
+from synthaug.metrics.stats import paired_comparison, summarize_cells
+from synthaug.report.markdown import markdown_table
+
+
+def _write_run(root: Path, with_paired: bool = True) -> None:
+    rows = []
+    values = {"none": [0.80, 0.82, 0.81], "classical(p=0.2)": [0.83, 0.85, 0.80], "autoaugment": [0.70, 0.72, 0.71]}
+    for policy, accs in values.items():
+        for seed, acc in enumerate(accs):
+            rows.append(
+                {
+                    "model": "cnn",
+                    "policy": policy,
+                    "real_fraction": 1.0,
+                    "seed": seed,
+                    "test_accuracy": acc,
+                    "test_macro_f1": acc - 0.1,
+                }
+            )
+    df = pd.DataFrame(rows)
+    stats = root / "statistics"
+    stats.mkdir(parents=True)
+    summary = pd.concat([summarize_cells(df, m) for m in ["test_accuracy", "test_macro_f1"]], ignore_index=True)
+    summary.to_csv(stats / "summary.csv", index=False)
+    if with_paired:
+        paired_comparison(df, "test_accuracy", baseline="none").to_csv(stats / "paired.csv", index=False)
+
+
+def test_table_has_one_row_per_policy_baseline_first_and_the_paired_columns(tmp_path: Path) -> None:
+    _write_run(tmp_path)
+    text = markdown_table(tmp_path)
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("| policy | seeds | test accuracy, median [95% CI] | macro-F1")
+    assert "paired Δ accuracy vs none" in lines[0]
+    body = lines[2:]
+    assert [line.split(" | ")[0] for line in body] == ["| none", "| autoaugment", "| classical 20%"]
+    none, aa, cl = body
+    assert "0.810 [" in none and none.endswith("| – | – | – |")
+    # autoaugment is 0.10 below none in every seed: mean difference −0.100, no wins, the
+    # smallest two-sided Wilcoxon p for three pairs
+    assert "\u22120.100 [\u22120.100, \u22120.100]" in aa and "| 0 / 3 | 0.25 |" in aa
+    # classical: differences +0.03, +0.03, −0.01 -> mean +0.017, two wins
+    assert "+0.017 [" in cl and "| 2 / 3 |" in cl
+    # the macro-F1 column is the accuracy shifted by 0.1
+    assert "0.710 [" in none
+
+
+def test_table_without_paired_csv_and_metric_choice(tmp_path: Path) -> None:
+    _write_run(tmp_path, with_paired=False)
+    text = markdown_table(tmp_path, metrics=["test_macro_f1"])
+    assert "paired" not in text and "test accuracy" not in text
+    with pytest.raises(ValueError, match="test_auroc"):
+        markdown_table(tmp_path, metrics=["test_auroc"])
+
+
+def test_cli_table_prints_and_names_a_missing_statistics_file(tmp_path: Path) -> None:
+    _write_run(tmp_path / "run")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["table", str(tmp_path / "run")])
+    assert ok.exit_code == 0, ok.output
+    assert "| classical 20% |" in ok.output
+    bad = runner.invoke(app, ["table", str(tmp_path / "empty")])
+    assert bad.exit_code == 2
+    assert "summary.csv is missing" in bad.output
