@@ -92,7 +92,7 @@ def test_guidance_changes_conditional_samples_only() -> None:
     assert not np.array_equal(plain, guided)
     assert gen.options("ddim", 5, 4.0).guidance == 4.0
     assert untrained("per_class").options("ddim", 5, 4.0).guidance is None
-    assert gen.options(None, None, None) == type(gen.options(None, None, None))("dpm++", 4, 1.5)
+    assert gen.options(None, None, None) == type(gen.options(None, None, None))("dpm++sde", 4, 1.5)
     assert gen.options("ddpm", None, None).steps == 1000
 
 

@@ -58,7 +58,7 @@ class DDPMConfig(StrictModel):
     weight_decay: float = Field(1e-2, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     mixed_precision: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
-    sampler: SamplerName = "dpm++"
+    sampler: SamplerName = "dpm++sde"
     sample_steps: int = Field(20, ge=1)
     guidance: float = Field(1.5, ge=0, description="classifier-free guidance scale (1 = none)")
 
