@@ -56,6 +56,12 @@ def test_table_has_one_row_per_policy_baseline_first_and_the_paired_columns(tmp_
     assert "0.710 [" in none
 
 
+def test_unknown_paired_metric_is_named(tmp_path: Path) -> None:
+    _write_run(tmp_path)
+    with pytest.raises(ValueError, match=r"test_macro_f1.*paired\.csv"):
+        markdown_table(tmp_path, paired_metric="test_macro_f1")
+
+
 def test_table_without_paired_csv_and_metric_choice(tmp_path: Path) -> None:
     _write_run(tmp_path, with_paired=False)
     text = markdown_table(tmp_path, metrics=["test_macro_f1"])

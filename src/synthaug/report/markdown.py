@@ -59,7 +59,13 @@ def markdown_table(
     keys = ["model", "real_fraction", "policy"]
     first = summary[summary["metric"] == metrics[0]].sort_values(keys)
     baseline = None
-    if paired is not None and len(paired):
+    if paired is not None and len(paired) == 0:
+        paired = None
+    if paired is not None:
+        if paired_metric not in set(paired["metric"]):
+            raise ValueError(
+                f"paired metric {paired_metric!r} not in {paired_path}; it has {sorted(set(paired['metric']))}"
+            )
         baseline = str(paired["baseline"].iloc[0])
         paired = paired[paired["metric"] == paired_metric].set_index(keys)
     # the baseline row first within each (model, fraction), the rest as recorded
