@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from synthaug.cli import app
 from synthaug.config import load_config
+from synthaug.io import read_json
 from synthaug.study.runner import run_study
 from tests.test_quality_stage import trust_run
 
@@ -35,8 +36,14 @@ def trust_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_has_sections_and_embeds_every_image(run_dir: Path) -> None:
     html = (run_dir / "report.html").read_text()
-    for section in ("Dataset audit and leakage", "Sample images", "Configuration and versions"):
+    for section in ("Dataset audit and leakage", "Sample images", "Approaches and findings"):
         assert section in html
+    assert "Configuration, versions and wall times" in html and "wall time (s, all attempts)" in html
+    # every stage before the report has its wall time recorded (the report's own counts from the next build)
+    times = read_json(run_dir / "timings.json")
+    assert {"audit", "splits", "generators", "classifiers", "statistics", "report"} <= set(times)
+    assert all(t["seconds"] >= 0 and t["runs"] == 1 for t in times.values())
+    assert "<td>classifiers</td>" in html
     assert not any(f"<h2>{s}</h2>" in html for s in TRUST_SECTIONS)  # no generators: no synthetic-image sections
     assert html.count("<img ") >= 2 and html.count('src="data:image/png;base64,') == html.count("<img ")
     assert "http://" not in html and "https://" not in html  # self-contained

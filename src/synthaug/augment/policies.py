@@ -53,6 +53,10 @@ class Policy:
     def online(self) -> BatchTransform | None:
         return None
 
+    def describe(self) -> str:
+        """What the policy does, in a few words (the report's table of approaches)."""
+        return "no augmentation"
+
 
 def register_policy(name: str) -> Callable[[PolicyT], PolicyT]:
     """Class decorator adding a policy to the registry under ``name`` (CLI choices come from it)."""
@@ -206,6 +210,9 @@ class ClassicalExpansion(Policy):
         if self.p < 0 or not 0 < self.min_scale <= 1 or not 0 <= self.flip_p <= 1:
             raise ValueError(f"classical: need p >= 0, 0 < min_scale <= 1, 0 <= flip_p <= 1; got {self}")
 
+    def describe(self) -> str:
+        return f"+{self.p:.0%} flipped / rotated / cropped copies of real images"
+
     def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, ctx: PolicyContext) -> ImageSet | None:
         n_add = round(self.p * len(real))
         if n_add == 0:
@@ -242,6 +249,9 @@ class BasicOnline(Policy):
     def online(self) -> BatchTransform:
         return Geometric(self.flip_p, self.degrees, (self.min_scale, 1.0))
 
+    def describe(self) -> str:
+        return "online flip / rotation / resized crop"
+
 
 @dataclass(frozen=True)
 class SeededPerImage:
@@ -274,6 +284,9 @@ class AutoAugmentOnline(Policy):
             raise ValueError(f"autoaugment: policy must be one of {sorted(choices)}, got {self.policy!r}")
         return SeededPerImage(v2.AutoAugment(choices[self.policy]))
 
+    def describe(self) -> str:
+        return f"online AutoAugment ({self.policy} policy)"
+
 
 @register_policy("randaugment")
 @dataclass(frozen=True)
@@ -287,6 +300,9 @@ class RandAugmentOnline(Policy):
     def online(self) -> BatchTransform:
         return SeededPerImage(v2.RandAugment(num_ops=self.num_ops, magnitude=self.magnitude))
 
+    def describe(self) -> str:
+        return f"online RandAugment ({self.num_ops} operations, magnitude {self.magnitude})"
+
 
 @register_policy("trivialaugment")
 @dataclass(frozen=True)
@@ -297,3 +313,6 @@ class TrivialAugmentOnline(Policy):
 
     def online(self) -> BatchTransform:
         return SeededPerImage(v2.TrivialAugmentWide())
+
+    def describe(self) -> str:
+        return "online TrivialAugment (wide)"

@@ -66,6 +66,19 @@ class _FromBank(Policy):
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         raise NotImplementedError
 
+    def amount(self) -> str:
+        """How many images the policy adds, in words."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        filters = []
+        if self.min_confidence is not None:
+            filters.append(f"judge confidence ≥ {self.min_confidence:g}")
+        if self.drop_memorized:
+            filters.append("memorized images dropped")
+        kept = f" ({', '.join(filters)})" if filters else ""
+        return f"{self.amount()} from generator '{self.gen}'{kept}"
+
     def request(self, real: ImageSet, fraction: float) -> BankRequest:
         counts = np.asarray(self.counts(real, fraction), dtype=np.int64)
         return BankRequest(bank_name(self.gen, self.variation), self.gen, counts, self.variation, self.filtered)
@@ -148,6 +161,11 @@ class SyntheticExpansion(_FromBank):
         if self.per_class is not None and (self.per_class < 0 or self.fill):
             raise ValueError(f"synthetic: per_class must be >= 0 and not combined with fill, got {self.per_class}")
 
+    def amount(self) -> str:
+        if self.per_class is not None:
+            return f"+{self.per_class} synthetic images per class"
+        return "synthetic images up to the full training size" if self.fill else f"+{self.y:g}·N synthetic images"
+
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         if self.per_class is not None:
             return np.full(real.num_classes, self.per_class, dtype=np.int64)
@@ -160,6 +178,9 @@ class BalanceClasses(_FromBank):
     """Top every class up to the size of the largest class of the real subset."""
 
     name: ClassVar[str] = "balance"
+
+    def amount(self) -> str:
+        return "synthetic images topping every class up to the largest"
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         counts = real.class_counts()
@@ -180,6 +201,10 @@ class VariationExpansion(_FromBank):
         super().__post_init__()
         if self.y < 0:
             raise ValueError(f"variation: y must be >= 0, got {self.y}")
+
+    def amount(self) -> str:
+        what = "SDEdit variations of the cell's real images"
+        return f"{what} up to the full training size" if self.fill else f"+{self.y:g}·N {what}"
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         return _fill(real, fraction) if self.fill else _stratified(real, self.y)

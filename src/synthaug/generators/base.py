@@ -110,6 +110,11 @@ class Generator(ABC):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> Trainer:
         """Networks, optimisers and schedules for one model."""
 
+    @classmethod
+    @abstractmethod
+    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
+        """The training loss and the optimiser in words (the report's table of approaches)."""
+
     @abstractmethod
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         """(n, 1, S, S) float images in [-1, 1] at the model resolution S."""

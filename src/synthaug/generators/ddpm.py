@@ -114,6 +114,14 @@ class DDPMGenerator(Generator):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> DDPMTrainer:
         return DDPMTrainer(cfg, num_classes, device)
 
+    @classmethod
+    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
+        d = cfg.ddpm
+        loss = f"ε-prediction MSE, {d.num_train_timesteps}-step {d.beta_schedule} schedule"
+        if cfg.mode == "conditional" and d.cfg_dropout:
+            loss += f", label dropout {d.cfg_dropout:g} (guidance)"
+        return loss, f"AdamW (weight decay {d.weight_decay:g}), cosine LR with warm-up, EMA {d.ema_decay:g}"
+
     def options(self, sampler: str | None, steps: int | None, guidance: float | None) -> SampleOptions:
         d = self.cfg.ddpm
         name = sampler or d.sampler

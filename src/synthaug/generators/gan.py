@@ -223,6 +223,18 @@ class GANImageGenerator(Generator):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> GANTrainer:
         return GANTrainer(cfg, num_classes, device)
 
+    @classmethod
+    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
+        g = cfg.gan
+        loss = "least squares (MSE)" if g.loss == "lsgan" else "hinge"
+        if g.spectral_norm or g.loss == "hinge":
+            loss += ", spectral norm in D"
+        if g.mode_seeking:
+            loss += f", mode seeking {g.mode_seeking:g}"
+        if g.diffaugment:
+            loss += ", DiffAugment"
+        return f"adversarial, {loss}", f"Adam (β = {g.betas[0]:g}, {g.betas[1]:g}), G and D alternating"
+
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         assert isinstance(net, GANGenerator)
         return net(noise((n, net.z_dim), rng, self.device), labels)  # (n, 1, S, S)

@@ -135,6 +135,10 @@ class VAEGenerator(Generator):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> VAETrainer:
         return VAETrainer(cfg, num_classes, device)
 
+    @classmethod
+    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
+        return f"reconstruction (squared error) + β·KL, β = {cfg.vae.beta:g}", "Adam"
+
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         assert isinstance(net, VAE)
         z = noise((n, net.latent_dim), rng, self.device)  # (n, Z)

@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from synthaug.config import load_config
 from synthaug.io import read_json, write_text
-from synthaug.report import figures, results, trust
+from synthaug.report import approaches, figures, results, trust
 from synthaug.report.markup import figure, table
 from synthaug.study.rundir import RunDir
 
@@ -84,6 +85,13 @@ def _study(run: RunDir) -> dict:
     return yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]
 
 
+def approaches_section(run: RunDir) -> str | None:
+    df = results.load_results(run.root)
+    if df is None or df.empty:
+        return None
+    return approaches.approaches_table(df, load_config(run.config))
+
+
 def results_section(run: RunDir) -> str | None:
     df = results.load_results(run.root)
     if df is None or df.empty:
@@ -124,12 +132,24 @@ def curves_section(run: RunDir) -> str | None:
 def config_section(run: RunDir) -> str | None:
     env = yaml.safe_load(run.environment.read_text(encoding="utf-8")) if run.environment.exists() else {}
     rows = [[k, v] for k, v in env.items()]
-    return table(["component", "version"], rows) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
+    parts = [table(["component", "version"], rows)]
+    if run.timings.exists():
+        times = read_json(run.timings)
+        parts.append(
+            table(
+                ["stage", "wall time (s, all attempts)", "attempts", "last finished"],
+                [[name, f"{t['seconds']:.0f}", t["runs"], t["finished"]] for name, t in times.items()],
+            )
+            + f"<p class='muted'>Total {sum(t['seconds'] for t in times.values()) / 60:.1f} min of wall time, "
+            "including earlier attempts of a resumed run; this report's own build is counted from the next one.</p>"
+        )
+    return "".join(parts) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
     ("audit", "Dataset audit and leakage", audit_section),
     ("samples", "Sample images", samples_section),
+    ("approaches", "Approaches and findings", approaches_section),
     ("results", "Results per cell", results_section),
     ("paired", "Paired differences against the baseline", paired_section),
     ("per-class", "Per-class F1 and confusion matrices", per_class_section),
@@ -139,7 +159,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
     ("tstr", "Train on synthetic, test on real", trust.tstr_section),
     ("filtering", "Filtering", trust.filtering_section),
     ("gradcam", "Grad-CAM", trust.gradcam_section),
-    ("config", "Configuration and versions", config_section),
+    ("config", "Configuration, versions and wall times", config_section),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import platform
 import sys
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import yaml
 
 import synthaug
 from synthaug.config import ConfigError, SynthaugConfig, dump_config
-from synthaug.io import write_text
+from synthaug.io import read_json, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,21 @@ class RunDir:
     @property
     def environment(self) -> Path:
         return self.root / "environment.yaml"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Add a finished stage's wall time to ``timings.json`` (summed over the attempts of a resumed run)."""
+        times = read_json(self.timings) if self.timings.exists() else {}
+        entry = times.get(stage, {"seconds": 0.0, "runs": 0})
+        times[stage] = {
+            "seconds": round(entry["seconds"] + seconds, 3),
+            "runs": entry["runs"] + 1,
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        write_json(self.timings, times)
 
     def init(self, cfg: SynthaugConfig) -> None:
         """Create the folder and record the resolved config; refuse to mix two different studies."""

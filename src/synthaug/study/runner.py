@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,5 +143,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
             log.info("stage %s: complete, skipped", stage.name)
             continue
         log.info("stage %s: running", stage.name)
+        started = time.perf_counter()
         stage.run(ctx)
+        run.record_time(stage.name, time.perf_counter() - started)
     return run
