@@ -53,7 +53,9 @@ def _results() -> pd.DataFrame:
 
 
 def _rows(html: str) -> list[list[str]]:
-    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td>" in row]
+    """Table cells as text: markup removed, a line break read as '; '."""
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html) if "<td>" in row]
+    return [[re.sub(r"<[^>]+>", "", cell.replace("<br>", "; ")) for cell in row] for row in rows]
 
 
 def test_every_policy_is_described_in_words() -> None:

@@ -46,15 +46,16 @@ def classifier_line(cfg: SynthaugConfig) -> str:
 
 
 def _finding(summary: pd.Series | None, paired: pd.Series | None) -> str:
+    """HTML: the median [CI], and on a second line the paired difference to the baseline."""
     if summary is None:
         return "–"
     text = f"{num(summary['median'])} [{num(summary['ci_low'])}, {num(summary['ci_high'])}]"
     if paired is not None:
         text += (
-            f"; Δ {num(paired['mean_diff'], '+.3f')} [{num(paired['ci_low'], '+.3f')}, "
+            f"<br>Δ {num(paired['mean_diff'], '+.3f')} [{num(paired['ci_low'], '+.3f')}, "
             f"{num(paired['ci_high'], '+.3f')}], {paired['wins']}/{paired['n_pairs']} wins"
         )
-    return text
+    return f"<span style='white-space: nowrap'>{text}</span>"
 
 
 def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig) -> str:
@@ -71,18 +72,18 @@ def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig) -> str:
     for (model, policy, spec_json), _ in df.groupby(["model", "policy", "policy_spec"], sort=False):
         specs = [PolicySpec.model_validate(s) for s in json.loads(spec_json)]
         gens = _generators(specs, cfg)
-        cells = [model, f"{policy}: {describe(specs)}"]
-        cells += ["; ".join(g[i] for g in gens) or "–" for i in range(3)]
+        cells = [escape(str(c)) for c in (model, f"{policy}: {describe(specs)}")]
+        cells += [escape("; ".join(g[i] for g in gens) or "–") for i in range(3)]
         for f in fractions:
             key = (model, policy, f)
             s = summary.loc[key] if key in summary.index else None
             p = paired.loc[key] if not paired.empty and key in paired.index else None
             cells.append(_finding(s, p))
-        rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     note = (
         f"<p class='muted'>{escape(classifier_line(cfg))} Finding: median test accuracy over seeds [bootstrap 95% CI]; "
         f"Δ: mean paired difference to '{escape(cfg.study.baseline)}' over the same seeds [paired-bootstrap 95% CI] "
         "and the number of seeds on which the approach was better.</p>"
     )
-    return f"<table><tr>{header}</tr>{''.join(rows)}</table>{note}"
+    return f"<table class='text'><tr>{header}</tr>{''.join(rows)}</table>{note}"
