@@ -176,3 +176,16 @@ def test_early_stopping_stops_after_patience(tmp_path: Path) -> None:
     model = create_model("cnn", 2, SIZE, dropout=0.0, batch_norm=False)
     res = fit(model, _fit_data(train, val), cfg, tmp_path, 0, torch.device("cpu"), {})
     assert (res.epochs_run, res.best_epoch) == (3, 1)
+
+
+def test_pretrained_weights_without_internet_say_how_to_use_a_local_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    def offline(url: str, *args: Any, **kwargs: Any) -> dict:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match=r"could not download the ImageNet ResNet-18 weights.*weights_path"):
+        create_model("resnet18", 3, SIZE, mode="frozen")

@@ -69,8 +69,16 @@ def imagenet_state_dict(weights_path: str | None) -> dict[str, torch.Tensor]:
             raise ValueError(f"resnet18 weights_path '{path}' does not exist")
         state = torch.load(path, map_location="cpu", weights_only=True)
         return state.get("state_dict", state) if isinstance(state, dict) else state
-    log.info("downloading torchvision ResNet18_Weights.IMAGENET1K_V1 (set weights_path to use a local file)")
-    return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    log.info("downloading torchvision %s (set weights_path to use a local file)", weights)
+    try:
+        return weights.get_state_dict(progress=False)
+    except OSError as exc:  # URLError, a DNS failure or a refused connection are all OSErrors
+        raise RuntimeError(
+            f"could not download the ImageNet ResNet-18 weights from {weights.url} ({exc}). Without internet, "
+            "copy that file here and set the model's resnet18.weights_path to it, e.g. "
+            "--set 'study.models=[{name: resnet18, resnet18: {mode: frozen, weights_path: /path/resnet18.pth}}]'"
+        ) from exc
 
 
 @register_model("resnet18")
