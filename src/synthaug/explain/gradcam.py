@@ -127,13 +127,14 @@ def mean_cam_correlation(
     return out
 
 
-def _mask_stats(cams: np.ndarray, data: ImageSet, tolerance: int) -> dict[str, Any]:
+def mask_stats(cams: np.ndarray, data: ImageSet, tolerance: int) -> dict[str, Any]:
+    """Mean lesion energy and pointing-game hit rate of CAMs (N, H, W) on ``data`` (None without masks)."""
     if data.masks is None or not data.masks.any():
         return {"energy_in_mask": None, "pointing_game": None, "n_with_lesion": 0}
     energy, hits = energy_in_mask(cams, data.masks), pointing_game(cams, data.masks, tolerance)
-    return {
-        "energy_in_mask": float(np.nanmean(energy)),
-        "pointing_game": float(np.nanmean(hits)),
+    return {  # None where no image gives a figure (e.g. all-zero CAMs have no energy to share out)
+        "energy_in_mask": float(np.nanmean(energy)) if np.isfinite(energy).any() else None,
+        "pointing_game": float(np.nanmean(hits)) if np.isfinite(hits).any() else None,
         "n_with_lesion": int(np.isfinite(hits).sum()),
     }
 
@@ -158,8 +159,8 @@ def compare_cams(
     figures = {
         "target_layer": type(target_layer).__name__,
         "tolerance_px": tolerance,
-        "real": {"n": len(real), **_mask_stats(cams_r, real, tolerance)},
-        "synthetic": {"n": len(synthetic), **_mask_stats(cams_s, synthetic, tolerance)},
+        "real": {"n": len(real), **mask_stats(cams_r, real, tolerance)},
+        "synthetic": {"n": len(synthetic), **mask_stats(cams_s, synthetic, tolerance)},
         "mean_cam_correlation": mean_cam_correlation(cams_r, real.labels, cams_s, synthetic.labels, real.class_names),
     }
     return figures, cams_r, cams_s

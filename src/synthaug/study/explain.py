@@ -14,7 +14,7 @@ from torch import nn
 from synthaug.classifiers.evaluate import load_checkpoint
 from synthaug.data.imageset import ImageSet, to_float
 from synthaug.device import pick_device
-from synthaug.explain import cam_maps, cam_panel, compare_cams, energy_in_mask, pick_target_layer, pointing_game
+from synthaug.explain import cam_maps, cam_panel, compare_cams, mask_stats, pick_target_layer
 from synthaug.generators.bank import load_bank
 from synthaug.io import write_json
 from synthaug.study.quality import BankRef, ExplainConfig, _prepared, find_banks, quality_settings
@@ -65,13 +65,7 @@ def real_cam_figures(model: nn.Module, real: ImageSet, tolerance: int) -> dict[s
     """Lesion energy and pointing game of Grad-CAM on real images (None without masks)."""
     layer, reshape = pick_target_layer(model)
     cams = cam_maps(model, to_float(real.images), layer, real.labels, reshape)  # (N, H, W) in [0, 1]
-    out: dict[str, Any] = {"n": len(real), "energy_in_mask": None, "pointing_game": None, "n_with_lesion": 0}
-    if real.masks is not None and real.masks.any():
-        hits, energy = pointing_game(cams, real.masks, tolerance), energy_in_mask(cams, real.masks)
-        out["energy_in_mask"] = float(np.nanmean(energy)) if np.isfinite(energy).any() else None  # None: all-zero CAMs
-        out["pointing_game"] = float(np.nanmean(hits))
-        out["n_with_lesion"] = int(np.isfinite(hits).sum())
-    return out
+    return {"n": len(real), **mask_stats(cams, real, tolerance)}
 
 
 def load_for_cam(checkpoint: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
