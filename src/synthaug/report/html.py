@@ -87,7 +87,7 @@ def _study(run: RunDir) -> dict:
 
 def approaches_section(run: RunDir) -> str | None:
     df = results.load_results(run.root)
-    if df is None or df.empty:
+    if df is None or df.empty or "policy_spec" not in df.columns:  # results of an early version lack the specs
         return None
     return approaches.approaches_table(df, load_config(run.config))
 
