@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from synthaug.generators import GeneratorConfig
+from synthaug.config.generators import DDPMConfig
 from synthaug.generators.ddpm import DDPMGenerator, DDPMTrainer
 from synthaug.generators.samplers import train_scheduler
 from synthaug.generators.training import train_loop
@@ -33,9 +33,8 @@ from synthaug.generators.training import train_loop
 log = logging.getLogger("bench_ddpm_train")
 
 
-def config(size: int, batch: int, steps: int, preset: str = "cpu") -> GeneratorConfig:
-    return GeneratorConfig(
-        family="ddpm",
+def config(size: int, batch: int, steps: int, preset: str = "cpu") -> DDPMConfig:
+    return DDPMConfig(
         preset=preset,
         device="cpu",
         image_size=size,
@@ -46,7 +45,7 @@ def config(size: int, batch: int, steps: int, preset: str = "cpu") -> GeneratorC
     ).resolve()
 
 
-def ours(cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor, work: Path) -> float:
+def ours(cfg: DDPMConfig, x: torch.Tensor, y: torch.Tensor, work: Path) -> float:
     """Seconds for ``cfg.steps`` steps of the project's training loop."""
     torch.manual_seed(0)
     trainer = DDPMTrainer(cfg, 3, torch.device("cpu"))
@@ -55,7 +54,7 @@ def ours(cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor, work: Path) -> 
     return time.perf_counter() - start
 
 
-def plain(cfg: GeneratorConfig, x: torch.Tensor, y: torch.Tensor) -> float:
+def plain(cfg: DDPMConfig, x: torch.Tensor, y: torch.Tensor) -> float:
     """Seconds for the same number of bare diffusers-example steps (no EMA, clipping, schedule, logs)."""
     torch.manual_seed(0)
     unet = DDPMGenerator.build_net(cfg, 3)

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synthaug.config.generators import DDPMConfig
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
-from synthaug.generators import GeneratorConfig, fit
+from synthaug.generators import fit
 from synthaug.generators.base import Generator, load_generator
 from synthaug.generators.training import write_grid
 
@@ -97,8 +98,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     train, held_out = shapes(64, args.size, seed=0), shapes(args.n, args.size, seed=1)
-    cfg = GeneratorConfig(
-        family="ddpm",
+    cfg = DDPMConfig(
         preset="cpu",
         device="cpu",
         image_size=args.size,

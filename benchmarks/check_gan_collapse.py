@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthaug.generators import GeneratorConfig
+from synthaug.config.generators import GANConfig
 from synthaug.generators.base import load_generator
 from synthaug.generators.gan import GANTrainer
 from synthaug.generators.training import write_grid
@@ -48,8 +48,7 @@ def run(conditional: bool, gan: dict, steps: int) -> tuple[np.ndarray, list[floa
     y = torch.tensor(data.labels)
     if not conditional:
         x, y = x[y == 1], None
-    cfg = GeneratorConfig(
-        family="gan",
+    cfg = GANConfig(
         preset="cpu",
         device="cpu",
         image_size=32,

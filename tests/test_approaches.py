@@ -11,7 +11,7 @@ from synthaug.augment import parse_policy, policies_json, policies_label
 from synthaug.config import SynthaugConfig
 from synthaug.io import read_json
 from synthaug.report.approaches import approaches_table, describe
-from synthaug.study.rundir import RunDir
+from synthaug.rundir import RunDir
 
 GENERATORS = [
     {"family": "vae", "vae": {"beta": 0.5}},

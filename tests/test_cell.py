@@ -11,9 +11,13 @@ import pytest
 
 from synthaug.classifiers import ClassifierConfig, TrainConfig
 from synthaug.classifiers import cell as cell_module
-from synthaug.classifiers.cell import append_result, cell_id, run_cell, run_grid
+from synthaug.classifiers.cell import run_cell
+from synthaug.config import load_config
+from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 from synthaug.io import read_json
+from synthaug.rundir import RunDir, cell_id
+from synthaug.study.grid import grid_jobs, run_classifier_grid
 
 SIZE = 16
 CFG = ClassifierConfig(train=TrainConfig(epochs=2, batch_size=16))
@@ -40,7 +44,9 @@ def test_cell_id_is_stable_and_folder_safe() -> None:
 
 
 def test_run_cell_writes_artifacts_and_returns_a_flat_row(tmp_path: Path) -> None:
-    row = run_cell(pool(60, 0), pool(24, 1), CFG, ["classical:p=0.5", "basic"], 0.5, 0, tmp_path, device="cpu")
+    train = pool(60, 0)
+    cell = Cell.of(train.labels, 0.5, 0, val_fraction=0.15)
+    row = run_cell(train, pool(24, 1), CFG, ["classical:p=0.5", "basic"], cell, tmp_path, device="cpu")
     for name in ("metrics.json", "history.csv", "confusion.csv", "best.pt"):
         assert (tmp_path / name).exists(), name
     assert row["cell_id"] == "cnn__classical-p=0.5+basic__f0.5__s0"
@@ -57,44 +63,42 @@ def test_run_cell_writes_artifacts_and_returns_a_flat_row(tmp_path: Path) -> Non
 
 
 def test_append_result_replaces_the_same_cell(tmp_path: Path) -> None:
-    path = tmp_path / "results.parquet"
-    append_result(path, {"cell_id": "a", "test_accuracy": 0.5})
-    append_result(path, {"cell_id": "b", "test_accuracy": 0.6})
-    append_result(path, {"cell_id": "a", "test_accuracy": 0.7})
-    table = pd.read_parquet(path).set_index("cell_id")
+    run = RunDir(tmp_path)
+    run.append_result({"cell_id": "a", "test_accuracy": 0.5})
+    run.append_result({"cell_id": "b", "test_accuracy": 0.6})
+    run.append_result({"cell_id": "a", "test_accuracy": 0.7})
+    table = pd.read_parquet(run.results).set_index("cell_id")
     assert table["test_accuracy"].to_dict() == {"a": 0.7, "b": 0.6}
     assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]  # no temporary files left
 
 
 def test_interrupted_grid_reruns_only_the_unfinished_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
-    real_fit = cell_module.fit
+    real_train = cell_module.train_classifier
 
-    def counting_fit(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args[3])  # out_dir
-        return real_fit(*args, **kwargs)
+    def counting_train(*args: Any, **kwargs: Any) -> Any:
+        calls.append(Path(args[4]))  # out_dir
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(cell_module, "fit", counting_fit)
-    train, test, cfg = pool(45, 0), pool(12, 1), ClassifierConfig(train=TrainConfig(epochs=1, batch_size=16))
-    grid = [["none"], ["classical:p=0.2"]]
-    first = run_grid(train, test, cfg, grid, [1.0], [0, 1], tmp_path, device="cpu")
-    assert len(calls) == 4 and len(first) == 4
-    results = tmp_path / "results.parquet"
-    assert sorted(pd.read_parquet(results)["cell_id"]) == sorted(first["cell_id"])
+    monkeypatch.setattr(cell_module, "train_classifier", counting_train)
+    sets = ["data.size=16", "data.phantom.n=60", "study.seeds=[0,1]", "study.workers=1"]
+    cfg = load_config(None, [*sets, "study.policies=[[], [classical:p=0.2]]", "train.epochs=1", "train.batch_size=16"])
+    run = RunDir(tmp_path)
+    assert run_classifier_grid(cfg, run) == 4 and len(calls) == 4
+    first = pd.read_parquet(run.results).set_index("cell_id").sort_index()
+    assert sorted(first.index) == sorted(j.id for j in grid_jobs(cfg))
 
-    killed = tmp_path / first["cell_id"][2]
+    killed = run.classifier_dir(grid_jobs(cfg)[2].id)
     (killed / "metrics.json").unlink()  # as if killed after best.pt and history.csv were written
-    mtimes = {c: (tmp_path / c / "best.pt").stat().st_mtime_ns for c in first["cell_id"]}
+    mtimes = {c: (run.classifier_dir(c) / "best.pt").stat().st_mtime_ns for c in first.index}
     calls.clear()
-    second = run_grid(train, test, cfg, grid, [1.0], [0, 1], tmp_path, device="cpu")
+    assert run_classifier_grid(cfg, run) == 1
     assert calls == [killed]
-    for c in first["cell_id"]:
-        changed = (tmp_path / c / "best.pt").stat().st_mtime_ns != mtimes[c]
+    for c in first.index:
+        changed = (run.classifier_dir(c) / "best.pt").stat().st_mtime_ns != mtimes[c]
         assert changed == (c == killed.name)
-    table = pd.read_parquet(results)
-    assert len(table) == 4 and table["cell_id"].is_unique
+    second = pd.read_parquet(run.results).set_index("cell_id").sort_index()
+    assert len(second) == 4 and second.index.is_unique
     # Same seed, same data, same policy: the re-run reproduces the lost row's metrics.
-    pd.testing.assert_series_equal(
-        second.drop(columns="wall_time_s").iloc[2].drop("train_images_per_s"),
-        first.drop(columns="wall_time_s").iloc[2].drop("train_images_per_s"),
-    )
+    volatile = ["wall_time_s", "train_images_per_s"]
+    pd.testing.assert_frame_equal(second.drop(columns=volatile), first.drop(columns=volatile))

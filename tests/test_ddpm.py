@@ -127,8 +127,8 @@ def test_variations_stay_close_at_low_strength() -> None:
     assert d_near < 0.5 * d_far and d_near < 25, (d_near, d_far)
 
 
-def test_variations_need_a_diffusion_model() -> None:
+def test_variations_need_a_family_that_makes_them() -> None:
     cfg = tiny_cfg("vae").resolve()
     vae = VAEGenerator(cfg, ("a", "b", "c"), 16, {"all": VAEGenerator.build_net(cfg, 3)})
-    with pytest.raises(ValueError, match="diffusion model"):
+    with pytest.raises(ValueError, match="family 'vae' cannot make variations"):
         make_variations(vae, tiny_data(2).images, 0, 0.5, rng=0)

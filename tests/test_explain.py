@@ -15,11 +15,10 @@ from typer.testing import CliRunner
 from synthaug.classifiers import ModelConfig, create_model
 from synthaug.classifiers.train import save_checkpoint
 from synthaug.cli import app
-from synthaug.config import SynthaugConfig
+from synthaug.config import ExplainConfig, SynthaugConfig
 from synthaug.data.phantoms import generate
 from synthaug.io import read_json
 from synthaug.study.explain import explain_rows, load_for_cam, real_cam_figures
-from synthaug.study.quality import ExplainConfig
 from tests.test_quality_stage import trust_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

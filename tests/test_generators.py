@@ -3,6 +3,7 @@ gradients reach every parameter, samples have the right shape/dtype, save/load r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from synthaug.cli import app
+from synthaug.config import FAMILIES, GeneratorConfig, SynthaugConfig, parse_generator
 from synthaug.data.imageset import ImageSet
-from synthaug.generators import GENERATORS, GeneratorConfig, fit, load_generator
-from synthaug.generators.base import derive_seed
+from synthaug.generators import fit, generator_class, load_generator
+from synthaug.generators.base import Generator, derive_seed
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -57,17 +61,71 @@ def tiny_cfg(family: str = "ddpm", mode: str = "conditional", **overrides: Any) 
         "gan": {"channels": (8, 16), "z_dim": 8},
         "ddpm": {"block_out_channels": (8, 16), "layers_per_block": 1, "sample_steps": 4},
     }
+    raw = {k: v for k, v in raw.items() if k not in FAMILIES or k == family}  # only the family's own section
     raw.update(overrides)
-    return GeneratorConfig.model_validate(raw)
+    return parse_generator(raw)
 
 
-def test_registry_offers_the_three_families() -> None:
-    assert set(GENERATORS) == {"vae", "gan", "ddpm"}
-    assert all(cls.family == name for name, cls in GENERATORS.items())
+def test_registry_offers_every_family_with_its_implementation() -> None:
+    assert {"vae", "gan", "ddpm"} <= set(FAMILIES)
+    for name, cfg_cls in FAMILIES.items():
+        assert issubclass(generator_class(name), Generator)
+        assert cfg_cls.presets.keys() == {"cpu", "gpu"} and cfg_cls.section in cfg_cls.model_fields
+    with pytest.raises(ValueError, match="unknown generator family 'nope'"):
+        generator_class("nope")
+
+
+def test_cli_help_and_config_schema_list_the_registered_families() -> None:
+    text = CliRunner().invoke(app, ["train-generator", "--help"], terminal_width=200).output
+    assert all(name in text for name in FAMILIES)
+    schema = SynthaugConfig.model_json_schema()
+    mapping = next(d["discriminator"]["mapping"] for d in _walk(schema) if "discriminator" in d)
+    assert set(mapping) == set(FAMILIES)
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_resumes_to_the_uninterrupted_result(
+    family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(family, steps=4, checkpoint_every=2)
+    reference = fit(tiny_data(), cfg, tmp_path / "reference", seed=0)
+    cls = generator_class(family)
+    make_trainer = cls.make_trainer
+
+    def interrupted(config: GeneratorConfig, num_classes: int | None, device: torch.device) -> Any:
+        trainer = make_trainer(config, num_classes, device)
+        step, calls = trainer.step, itertools.count(1)
+
+        def step_or_die(*args: Any, **kwargs: Any) -> Any:
+            if next(calls) > 3:  # killed in step 4, after the step-2 checkpoint
+                raise KeyboardInterrupt
+            return step(*args, **kwargs)
+
+        trainer.step = step_or_die
+        return trainer
+
+    monkeypatch.setattr(cls, "make_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data(), cfg, tmp_path / "run", seed=0)
+    assert not (tmp_path / "run" / "generator.pt").exists()
+    monkeypatch.undo()
+    resumed = fit(tiny_data(), cfg, tmp_path / "run", seed=0, resume=True)
+    assert pd.read_csv(tmp_path / "run" / "loss.csv")["step"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(resumed.sample(1, 3, rng=5), reference.sample(1, 3, rng=5))
 
 
 @pytest.mark.parametrize("mode", ["conditional", "per_class"])
-@pytest.mark.parametrize("family", ["vae", "gan", "ddpm"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_fit_sample_save_load(family: str, mode: str, tmp_path: Path) -> None:
     data = tiny_data()
     gen = fit(data, tiny_cfg(family, mode, sample_every=2), tmp_path, seed=1)
@@ -114,7 +172,7 @@ def test_fit_sample_save_load(family: str, mode: str, tmp_path: Path) -> None:
 def test_one_step_reaches_every_parameter(family: str, mode: str, extra: dict[str, Any]) -> None:
     cfg = tiny_cfg(family, mode, **extra).resolve()
     num_classes = 3 if mode == "conditional" else None
-    trainer = GENERATORS[family].make_trainer(cfg, num_classes, torch.device("cpu"))
+    trainer = generator_class(family).make_trainer(cfg, num_classes, torch.device("cpu"))
     data = tiny_data(6)
     y = torch.as_tensor(data.labels) if num_classes else None
     losses = trainer.step(torch.rand(6, 1, 16, 16) * 2 - 1, y, torch.Generator().manual_seed(0))
@@ -134,20 +192,24 @@ def test_samples_come_back_at_the_dataset_resolution(tmp_path: Path) -> None:
 
 
 def test_presets_fill_unset_fields_and_keep_explicit_ones() -> None:
-    cpu = GeneratorConfig(family="ddpm", preset="cpu").resolve()
-    gpu = GeneratorConfig(family="ddpm", preset="gpu", steps=7).resolve()
+    cpu = parse_generator({"family": "ddpm", "preset": "cpu"}).resolve()
+    gpu = parse_generator({"family": "ddpm", "preset": "gpu", "steps": 7}).resolve()
     assert (cpu.image_size, cpu.ddpm.block_out_channels, cpu.ddpm.layers_per_block) == (64, (32, 64, 64), 1)
     assert gpu.image_size == 128 and gpu.steps == 7 and len(gpu.ddpm.block_out_channels or ()) == 4
-    auto = GeneratorConfig(preset="auto", device="cpu").resolve()
-    assert auto.preset == "cpu"
-    assert GeneratorConfig(family="vae", preset="cpu").resolve().vae.latent_dim == 64
+    auto = parse_generator({"preset": "auto", "device": "cpu"}).resolve()
+    assert auto.preset == "cpu" and auto.family == "ddpm"  # an entry without family is a DDPM
+    assert parse_generator({"family": "vae", "preset": "cpu"}).resolve().vae.latent_dim == 64
 
 
 def test_bad_config_is_rejected_with_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
-        GeneratorConfig(image_size=20)
+        parse_generator({"family": "vae", "image_size": 20})
     with pytest.raises(ValueError, match="famly"):
-        GeneratorConfig.model_validate({"famly": "gan"})
+        parse_generator({"family": "gan", "famly": "gan"})
+    with pytest.raises(ValueError, match="ddpm"):  # another family's section is not this family's key
+        parse_generator({"family": "gan", "ddpm": {"sample_steps": 4}})
+    with pytest.raises(ValueError, match=r"unknown generator family 'vea'.*'vae'"):
+        parse_generator({"family": "vea"})
     with pytest.raises(ValueError, match="per_class mode needs"):
         data = tiny_data(6)
         fit(data.subset(np.flatnonzero(data.labels != 2)), tiny_cfg("vae", "per_class"), tmp_path)

@@ -18,24 +18,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthaug.config import SynthaugConfig
+from synthaug.config import ExplainConfig, QualityConfig, SynthaugConfig, parse_generator
 from synthaug.data.imageset import ImageSet
 from synthaug.data.prepare import prepare_data
 from synthaug.data.splits import cell_indices
-from synthaug.generators import GeneratorConfig, fit, write_bank
-from synthaug.generators.bank import COLUMNS, MANIFEST
+from synthaug.generators import fit, write_bank
+from synthaug.generators.bank import COLUMNS
 from synthaug.io import read_json, write_json
-from synthaug.layout import SCORES, bank_dir, generator_dir
+from synthaug.rundir import MANIFEST, SCORES, RunDir
 from synthaug.study.explain import run_explain
-from synthaug.study.quality import (
-    ExplainConfig,
-    QualityConfig,
-    filtering_counts,
-    find_banks,
-    judge_model,
-    quality_settings,
-    run_quality,
-)
+from synthaug.study.judges import judge_model
+from synthaug.study.measure import filtering_counts
+from synthaug.study.quality import run_quality
 from synthaug.study.runner import run_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -50,7 +44,7 @@ STUDY: dict[str, Any] = {
     "train": {"epochs": 12, "batch_size": 16, "lr": 3e-3, "patience": 0},
 }
 QUALITY = QualityConfig(max_images_per_bank=None, explain=ExplainConfig(per_class=3))
-VAE = GeneratorConfig.model_validate(
+VAE = parse_generator(
     {
         "family": "vae", "preset": "cpu", "device": "cpu", "image_size": 32, "steps": 30, "batch_size": 16,
         "lr": 2e-3, "checkpoint_every": 1000, "sample_every": 0, "vae": {"channels": (8, 16), "latent_dim": 8},
@@ -82,12 +76,13 @@ def trust_run(factory: pytest.TempPathFactory) -> Path:
     data = prepare_data(cfg.data, seed=0)
     fit_idx, _ = cell_indices(data.train.labels, 1.0, cfg.data.val_fraction, 0)
     real = data.train.subset(fit_idx)
-    gen = fit(real, VAE, generator_dir(root, "vae", 1.0, 0), seed=0)
-    write_bank(gen, bank_dir(root, "vae", 1.0, 0), {c: 8 for c in range(real.num_classes)}, seed=0)
-    write_image_bank(bank_dir(root, "copies", 1.0, 0), real, "copy", sources=True)
-    write_image_bank(bank_dir(root, "heldout", 1.0, 0), data.test, "heldout", sources=False)
-    run_quality(cfg, root, QUALITY)
-    run_explain(cfg, root, QUALITY.explain)
+    run = RunDir(root)
+    gen = fit(real, VAE, run.generator_dir("vae", 1.0, 0), seed=0)
+    write_bank(gen, run.bank_dir("vae", 1.0, 0), {c: 8 for c in range(real.num_classes)}, seed=0)
+    write_image_bank(run.bank_dir("copies", 1.0, 0), real, "copy", sources=True)
+    write_image_bank(run.bank_dir("heldout", 1.0, 0), data.test, "heldout", sources=False)
+    run_quality(cfg, run, QUALITY)
+    run_explain(cfg, run, QUALITY.explain)
     (root / "built").touch()
     return root
 
@@ -102,8 +97,8 @@ def _bank(quality: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_every_bank_is_scored_for_the_filters(run_dir: Path) -> None:
-    assert [b.name for b in find_banks(run_dir)] == ["copies", "heldout", "vae"]
-    for ref in find_banks(run_dir):
+    assert [b.name for b in RunDir(run_dir).find_banks()] == ["copies", "heldout", "vae"]
+    for ref in RunDir(run_dir).find_banks():
         scores = pd.read_parquet(ref.path / SCORES)
         manifest = pd.read_parquet(ref.path / MANIFEST)
         assert {"id", "class_id", "confidence", "memorized"} <= set(scores.columns)
@@ -137,7 +132,7 @@ def test_planted_copies_are_flagged_and_held_out_images_are_not(run_dir: Path) -
     copies, heldout = _bank(q, "copies"), _bank(q, "heldout")
     assert copies["memorization"]["exact_copies"] == copies["n_images"]
     assert copies["memorization"]["flagged_share"] == 1.0 and copies["memorization"]["copied_train_share"] == 1.0
-    assert pd.read_parquet(bank_dir(run_dir, "copies", 1.0, 0) / SCORES)["memorized"].all()
+    assert pd.read_parquet(RunDir(run_dir).bank_dir("copies", 1.0, 0) / SCORES)["memorized"].all()
     assert heldout["memorization"]["exact_copies"] == 0
     # The test set is the baseline: only images below its own 1st percentile can be flagged (≤ 1 per measure).
     assert heldout["memorization"]["flagged_share"] <= 2 / heldout["n_images"] + 1e-9
@@ -180,10 +175,10 @@ def test_rerun_reuses_results_and_a_changed_bank_is_measured_again(run_dir: Path
     shutil.copytree(run_dir, copy)  # keeps modification times
     cfg = SynthaugConfig.model_validate(STUDY)
     stamp = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.name in (SCORES, "best.pt", "quality.json")}
-    held = bank_dir(copy, "heldout", 1.0, 0)
+    held = RunDir(copy).bank_dir("heldout", 1.0, 0)
     manifest = pd.read_parquet(held / MANIFEST)
     manifest.iloc[:-1].to_parquet(held / MANIFEST, index=False)  # the bank lost its last image
-    result = run_quality(cfg, copy, QUALITY)
+    result = run_quality(cfg, RunDir(copy), QUALITY)
     changed = {p.relative_to(copy).as_posix() for p, t in stamp.items() if p.stat().st_mtime_ns != t}
     assert changed == {
         "quality.json",
@@ -197,8 +192,8 @@ def test_rerun_reuses_results_and_a_changed_bank_is_measured_again(run_dir: Path
 
 def test_no_banks_or_disabled_writes_nothing(tmp_path: Path) -> None:
     cfg = SynthaugConfig.model_validate(STUDY)
-    assert run_quality(cfg, tmp_path) == {}
-    assert run_quality(cfg, tmp_path, QualityConfig(enabled=False)) == {}
+    assert run_quality(cfg, RunDir(tmp_path)) == {}
+    assert run_quality(cfg, RunDir(tmp_path), QualityConfig(enabled=False)) == {}
     assert not (tmp_path / "quality.json").exists()
 
 
@@ -206,7 +201,7 @@ def test_missing_inception_weights_fail_before_any_work(run_dir: Path) -> None:
     cfg = SynthaugConfig.model_validate(STUDY)
     before = (run_dir / "quality.json").stat().st_mtime_ns
     with pytest.raises(FileNotFoundError, match="inception_weights"):
-        run_quality(cfg, run_dir, QualityConfig(inception_weights=str(run_dir / "missing.pt")))
+        run_quality(cfg, RunDir(run_dir), QualityConfig(inception_weights=str(run_dir / "missing.pt")))
     assert (run_dir / "quality.json").stat().st_mtime_ns == before
 
 
@@ -224,7 +219,7 @@ def test_settings_are_validated() -> None:
 
 def test_study_config_carries_the_quality_section() -> None:
     cfg = SynthaugConfig.model_validate({"quality": {"percentile": 2.5, "explain": {"per_class": 2}}})
-    assert quality_settings(cfg).percentile == 2.5 and quality_settings(cfg).explain.per_class == 2
+    assert cfg.quality.percentile == 2.5 and cfg.quality.explain.per_class == 2
 
 
 def test_pair_strip_png_is_decodable(run_dir: Path) -> None:

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthaug.augment import PolicyContext, build_policy, expand_training_set, parse_policy, take_from_bank
+from synthaug.augment import build_policy, expand_training_set, parse_policy, take_from_bank
 from synthaug.config import ConfigError, load_config
+from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 from synthaug.generators import fit, write_bank
 from synthaug.io import read_json
-from synthaug.layout import SCORES, bank_dir, generator_dir
+from synthaug.rundir import SCORES, RunDir
 from synthaug.study.runner import run_study
 from tests.test_generators import single_thread, tiny_cfg, tiny_data  # noqa: F401
 
@@ -61,13 +62,13 @@ def test_variation_reads_the_variation_bank_of_its_generator() -> None:
 
 
 def test_policy_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="name the generator"):
+    with pytest.raises(ValueError, match="missing parameter 'gen'"):
         build_policy(parse_policy("synthetic"))
-    with pytest.raises(ValueError, match="y must be >= 0"):
+    with pytest.raises(ValueError, match="y: Input should be greater than or equal to 0"):
         build_policy(parse_policy("synthetic:gen=g,y=-1"))
     with pytest.raises(ValueError, match="per_class"):
         build_policy(parse_policy("synthetic:gen=g,per_class=5,fill=true"))
-    with pytest.raises(ValueError, match="min_confidence must lie in"):
+    with pytest.raises(ValueError, match="min_confidence: Input should be less than or equal to 1"):
         build_policy(parse_policy("synthetic:gen=g,min_confidence=2"))
 
 
@@ -130,12 +131,12 @@ def test_filtering_without_scores_says_to_run_the_quality_stage(bank: Path, tmp_
 def test_policies_combine_with_classical_and_need_a_run_directory(bank: Path, tmp_path: Path) -> None:
     real = tiny_data(n=12)  # 4 per class
     run = tmp_path / "run"
-    target = bank_dir(run, "vae", 1.0, 0)
+    target = RunDir(run).bank_dir("vae", 1.0, 0)
     target.parent.mkdir(parents=True)
     target.symlink_to(bank)
     policies = [build_policy(parse_policy(p)) for p in ("synthetic:gen=vae,y=0.5", "classical:p=0.5")]
-    ctx = PolicyContext(run_dir=run, extras={"fraction": 1.0, "seed": 0})
-    out = expand_training_set(real, policies, seed=0, ctx=ctx)
+    cell = Cell.of(real.labels, 1.0, 0, val_fraction=0.15, run=RunDir(run))
+    out = expand_training_set(real, policies, seed=0, cell=cell)
     assert len(out) == 12 + 6 + 6  # real + y·N synthetic + p·N classical copies of the real images
     assert sum(str(i).startswith("vae-") for i in out.ids) == 6
     with pytest.raises(ValueError, match="run directory"):
@@ -160,9 +161,9 @@ def test_config_checks_that_policies_name_defined_generators() -> None:
     assert [g.name for g in cfg.study.generators] == ["ddpm", "vae-small"]
     with pytest.raises(ConfigError, match="Did you mean 'vae-small'"):
         _config([["synthetic:gen=vae-smal"]], gens)
-    with pytest.raises(ConfigError, match="needs gen=NAME"):
+    with pytest.raises(ConfigError, match="missing parameter 'gen'"):
         _config([["synthetic"]], gens)
-    with pytest.raises(ConfigError, match="family ddpm"):
+    with pytest.raises(ConfigError, match=r"variations need a family that makes them \(\[.ddpm.\]\)"):
         _config([["variation:gen=vae-small"]], gens)
     with pytest.raises(ConfigError, match="unique"):
         _config([["none"]], [{"family": "vae"}, {"family": "vae"}])
@@ -230,7 +231,7 @@ def test_every_policy_gets_its_share_from_the_shared_bank(tiny_study: Path) -> N
         elif policy == "synthetic(fill=True,gen=vae)":
             full = df.loc[("none", 1.0, seed)]["n_real"]
             assert (added == 0) if fraction == 1.0 else abs(row["n_train"] - full) <= 4
-    manifest = pd.read_parquet(bank_dir(tiny_study, "vae", 0.5, 0) / "manifest.parquet")
+    manifest = pd.read_parquet(RunDir(tiny_study).bank_dir("vae", 0.5, 0) / "manifest.parquet")
     assert (
         manifest["id"].is_unique
         and len(manifest)
@@ -240,8 +241,8 @@ def test_every_policy_gets_its_share_from_the_shared_bank(tiny_study: Path) -> N
 
 def test_rerun_trains_and_draws_nothing_again(tiny_study: Path) -> None:
     watched = [
-        generator_dir(tiny_study, "vae", 1.0, 0) / "generator.pt",
-        bank_dir(tiny_study, "vae", 1.0, 0) / "manifest.parquet",
+        RunDir(tiny_study).generator_dir("vae", 1.0, 0) / "generator.pt",
+        RunDir(tiny_study).bank_dir("vae", 1.0, 0) / "manifest.parquet",
     ]
     stamps = [p.stat().st_mtime_ns for p in watched]
     results = pd.read_parquet(tiny_study / "results.parquet")
@@ -288,7 +289,7 @@ def test_study_killed_while_training_a_generator_resumes_to_the_same_results(tmp
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     assert spawn(tmp_path / "ref").wait(timeout=600) == 0
-    proc, work = spawn(tmp_path / "killed"), generator_dir(tmp_path / "killed", "vae", 1.0, 0)
+    proc, work = spawn(tmp_path / "killed"), RunDir(tmp_path / "killed").generator_dir("vae", 1.0, 0)
     deadline = time.time() + 300
     while not (work / "train_state.pt").exists():
         assert proc.poll() is None, "the study ended before its generator could be killed"

@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from synthaug.config import ConfigError, DataConfig, load_config
+from synthaug.config import FAMILIES, ConfigError, DataConfig, load_config
+from synthaug.config.classifier import CLASSIFIERS
+from synthaug.config.generators import SAMPLER_NAMES
+from synthaug.config.policies import available_policies
 from synthaug.data.sources import SourceError
 
 app = typer.Typer(
@@ -159,32 +162,38 @@ def table(
 @app.command("train-classifier")
 def train_classifier(
     run_dir: Annotated[Path, typer.Argument(help="run directory made by `synthaug run` (its config.yaml is used)")],
-    model: Annotated[str, typer.Option(help="classifier registry key (cnn, resnet18, vit)")] = "cnn",
+    model: Annotated[str, typer.Option(help=f"classifier registry key: {', '.join(CLASSIFIERS)}")] = "cnn",
     policy: Annotated[
-        list[str] | None, typer.Option(help="policy, repeatable: none, classical:p=0.2, autoaugment")
+        list[str] | None,
+        typer.Option(help=f"policy, repeatable, e.g. classical:p=0.2; one of {', '.join(available_policies())}"),
     ] = None,
     fraction: Annotated[float, typer.Option(help="real fraction of the training split")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed (fixes the real subset, validation split and training)")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. train.epochs=5")] = None,
 ) -> None:
     """Train and evaluate one grid cell; its row is added to RUN_DIR/results.parquet."""
-    from synthaug.classifiers import ClassifierConfig, ModelConfig
-    from synthaug.classifiers.cell import append_result, cell_id, run_cell
-    from synthaug.data.prepare import prepare_data
+    from synthaug.classifiers.cell import run_cell
+    from synthaug.config import ClassifierConfig, ModelConfig, PolicySpec
+    from synthaug.config.policies import parse_policy, policy_params
+    from synthaug.data.prepare import prepared
+    from synthaug.rundir import RunDir, cell_id
+    from synthaug.study.synthetic import study_cell
 
+    run = RunDir(run_dir)
     try:
-        cfg = load_config(run_dir / "config.yaml", list(set_ or []))
+        cfg = load_config(run.config, list(set_ or []))
         mcfg = ModelConfig(name=model)
-        policies = [p for p in (policy or []) if p != "none"]
-        data = prepare_data(cfg.data, seed=cfg.study.seeds[0])
-        out = run_dir / "classifiers" / cell_id(mcfg.label(), policies, fraction, seed)
-        row = run_cell(
-            data.train, data.test, ClassifierConfig(model=mcfg, train=cfg.train), policies, fraction, seed, out,
-            val_fraction=cfg.data.val_fraction, device=cfg.study.device,
-        )  # fmt: skip
+        policies: list[PolicySpec] = [parse_policy(p) for p in (policy or []) if p != "none"]
+        for spec in policies:
+            policy_params(spec)  # named errors before any data is read
+        data = prepared(cfg.data, seed=cfg.study.seeds[0])
+        cell = study_cell(cfg, data.train, fraction, seed, run)
+        out = run.classifier_dir(cell_id(mcfg.label(), policies, fraction, seed))
+        ccfg = ClassifierConfig(model=mcfg, train=cfg.train)
+        row = run_cell(data.train, data.test, ccfg, policies, cell, out, device=cfg.study.device)
     except (ConfigError, SourceError, ValueError) as exc:
         _fail(exc)
-    append_result(run_dir / "results.parquet", row)
+    run.append_result(row)
     typer.echo(f"{row['cell_id']}: test accuracy {row['test_accuracy']:.3f}, macro-F1 {row['test_macro_f1']:.3f}")
 
 
@@ -199,7 +208,9 @@ def explain(
     try:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"'{run_dir}' is not a synthaug run directory (no config.yaml); run `synthaug run`")
-        path = run_explain(load_config(run_dir / "config.yaml", list(set_ or [])), run_dir)
+        from synthaug.rundir import RunDir
+
+        path = run_explain(load_config(run_dir / "config.yaml", list(set_ or [])), RunDir(run_dir))
     except (ConfigError, SourceError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     typer.echo(f"wrote {path} (`synthaug report {run_dir}` adds it to the report)")
@@ -213,7 +224,7 @@ def train_generator(
     generator: Annotated[
         str | None, typer.Option(help="name of a generator in the config's study.generators (default: --family)")
     ] = None,
-    family: Annotated[str, typer.Option(help="vae, gan or ddpm (without --generator)")] = "ddpm",
+    family: Annotated[str, typer.Option(help=f"one of {', '.join(FAMILIES)} (without --generator)")] = "ddpm",
     steps: Annotated[int | None, typer.Option(help="optimiser steps (default: the preset's)")] = None,
     fraction: Annotated[float, typer.Option(help="real fraction of the training split (a study cell's subset)")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed: fixes the real subset and the training randomness")] = 0,
@@ -221,9 +232,9 @@ def train_generator(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. data.size=32")] = None,
 ) -> None:
     """Train one generator on the training images of a dataset (never its validation or test images)."""
-    from synthaug.config import StudyGeneratorConfig
-    from synthaug.data.prepare import prepare_data
-    from synthaug.study.synthetic import fit_on_cell
+    from synthaug.config import parse_generator
+    from synthaug.data.prepare import prepared
+    from synthaug.study.synthetic import fit_on_cell, study_cell
 
     try:
         cfg = load_config(config, ([f"data.source={data}"] if data else []) + list(set_ or []))
@@ -231,11 +242,12 @@ def train_generator(
         name = generator or family
         if generator is not None and generator not in by_name:
             raise ConfigError(f"--generator {generator!r} is not in study.generators ({sorted(by_name)})")
-        gcfg = by_name[name] if name in by_name else StudyGeneratorConfig.model_validate({"family": family})
+        gcfg = by_name[name] if name in by_name else parse_generator({"family": family})
         if steps is not None:
             gcfg = gcfg.model_copy(update={"steps": steps})
-        prepared = prepare_data(cfg.data, seed=cfg.study.seeds[0])
-        gen, real = fit_on_cell(cfg, prepared.train, gcfg, fraction, seed, out, resume=resume)
+        train = prepared(cfg.data, seed=cfg.study.seeds[0]).train
+        cell = study_cell(cfg, train, fraction, seed)
+        gen, real = fit_on_cell(train, gcfg, cell, out, resume=resume)
     except (ConfigError, SourceError, ValueError) as exc:
         _fail(exc)
     typer.echo(f"trained {gen.family} on {len(real)} images of {list(real.class_names)}: {out / 'generator.pt'}")
@@ -248,7 +260,7 @@ def sample(
     n: Annotated[int, typer.Option(help="images per class")] = 100,
     class_: Annotated[list[str] | None, typer.Option("--class", help="only this class (repeatable)")] = None,
     sampler: Annotated[
-        str | None, typer.Option(help="ddpm, ddim, dpm++ or dpm++sde (diffusion; default: the model's)")
+        str | None, typer.Option(help=f"{', '.join(SAMPLER_NAMES)} (diffusion; default: the model's)")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="sampler steps (diffusion)")] = None,
     guidance: Annotated[float | None, typer.Option(help="classifier-free guidance scale (diffusion)")] = None,

@@ -1,39 +1,42 @@
 """Augmentation policies behind a name registry: expansion (adds images) and online (per batch).
 
-``added(real, current, rng, ctx)`` returns images to add before training (sized from ``real``,
+``added(real, current, rng, cell)`` returns images to add before training (sized from ``real``,
 the real subset: p·N, Y·N; ``balance`` tops classes up from ``current``, the set so far).
 ``online()`` returns a :class:`BatchTransform` applied to every uint8 training batch.
-New policies register with ``@register_policy("name")`` on a class taking the spec's params as
-keyword arguments. Randomness comes only from the generators passed in.
+A policy class extends its parameters (``synthaug.config.policies``, validated when a config
+loads) with this behaviour and registers with ``@register_policy("name")``. Randomness comes
+only from the generators passed in.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch.nn import functional as nnf
 from torchvision.transforms import v2
 
-from synthaug.augment.config import PolicySpec
+from synthaug.config.policies import (
+    POLICIES,
+    AutoAugment,
+    Basic,
+    Classical,
+    PolicyParams,
+    PolicySpec,
+    RandAugment,
+    TrivialAugment,
+    policy_params,
+)
+from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 
-PolicyT = TypeVar("PolicyT", bound=Callable[..., "Policy"])
-_REGISTRY: dict[str, Callable[..., Policy]] = {}
-
-
-@dataclass(frozen=True)
-class PolicyContext:
-    """What expansion policies may need beyond the real images (synthetic banks live under ``run_dir``)."""
-
-    run_dir: Path | None = None
-    extras: Mapping[str, Any] = field(default_factory=dict)
+PolicyT = TypeVar("PolicyT", bound="type[Policy]")
+_REGISTRY: dict[str, type[Policy]] = {}
 
 
 class BatchTransform(Protocol):
@@ -42,63 +45,55 @@ class BatchTransform(Protocol):
     def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor: ...
 
 
-class Policy:
-    """Base class: does nothing. Subclasses override :meth:`added` and/or :meth:`online`."""
+class Policy(PolicyParams):
+    """A policy's parameters (``synthaug.config.policies``) with its behaviour; the base does nothing.
 
-    name: ClassVar[str] = "none"
+    Subclasses override :meth:`added` and/or :meth:`online`. ``cell`` is the study cell the
+    training set is built for (None outside a study).
+    """
 
-    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, ctx: PolicyContext) -> ImageSet | None:
+    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, cell: Cell | None) -> ImageSet | None:
         return None
 
     def online(self) -> BatchTransform | None:
         return None
 
-    def describe(self) -> str:
-        """What the policy does, in a few words (the report's table of approaches)."""
-        return "no augmentation"
-
 
 def register_policy(name: str) -> Callable[[PolicyT], PolicyT]:
-    """Class decorator adding a policy to the registry under ``name`` (CLI choices come from it)."""
+    """Class decorator adding a policy to the registry under ``name`` (CLI choices and config checks use it).
 
-    def deco(factory: PolicyT) -> PolicyT:
+    A built-in policy extends the parameter class of the same name in ``synthaug.config.policies``;
+    a new policy's own fields become its parameters.
+    """
+
+    def deco(cls: PolicyT) -> PolicyT:
         if name in _REGISTRY:
             raise ValueError(f"policy {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
+        params = POLICIES.setdefault(name, cls)
+        if not issubclass(cls, params):
+            raise TypeError(f"policy {name!r} must extend its parameters {params.__name__}")
+        _REGISTRY[name] = cls
+        return cls
 
     return deco
 
 
-def available_policies() -> list[str]:
-    return sorted(_REGISTRY)
-
-
 def build_policy(spec: PolicySpec) -> Policy:
     """Instantiate the registered policy for ``spec``; unknown names or parameters raise ``ValueError``."""
-    if spec.name not in _REGISTRY:
-        raise ValueError(f"unknown augmentation policy {spec.name!r}; available: {available_policies()}")
-    factory = _REGISTRY[spec.name]
-    try:
-        return factory(**spec.params)
-    except TypeError as exc:
-        allowed = [f.name for f in fields(factory)] if is_dataclass(factory) else "see its docstring"
-        raise ValueError(f"policy {spec.name!r}: {exc}; its parameters are {allowed}") from exc
+    params = policy_params(spec)  # the named error for unknown names, keys and values
+    return _REGISTRY[spec.name].model_validate(params.model_dump())
 
 
-def expand_training_set(
-    real: ImageSet, policies: Sequence[Policy], seed: int, ctx: PolicyContext | None = None
-) -> ImageSet:
+def expand_training_set(real: ImageSet, policies: Sequence[Policy], seed: int, cell: Cell | None = None) -> ImageSet:
     """Apply every policy's expansion in order and return the enlarged training set.
 
     Each policy draws from ``default_rng([seed, crc32(name)])``: the same policy adds the same
     images whatever it is combined with, which keeps paired comparisons paired.
     """
-    ctx = ctx or PolicyContext()
     current = real
     for policy in policies:
         rng = np.random.default_rng([seed, zlib.crc32(policy.name.encode())])
-        extra = policy.added(real, current, rng, ctx)
+        extra = policy.added(real, current, rng, cell)
         if extra is not None and len(extra):
             current = ImageSet.concat([current, extra])
     return current
@@ -185,35 +180,18 @@ class Geometric:
 
 
 @register_policy("none")
-@dataclass(frozen=True)
 class NoPolicy(Policy):
     """Real images only, no augmentation (the baseline)."""
 
-    name: ClassVar[str] = "none"
-
 
 @register_policy("classical")
-@dataclass(frozen=True)
-class ClassicalExpansion(Policy):
+class ClassicalExpansion(Classical, Policy):
     """Add round(p·N) flipped / rotated / cropped copies of randomly chosen real training images.
 
     Sources are drawn without replacement while p ≤ 1. Copies get ids ``<src_id>#classical<k>``.
     """
 
-    name: ClassVar[str] = "classical"
-    p: float = 0.2
-    flip_p: float = 0.5
-    degrees: float = 15.0
-    min_scale: float = 0.8
-
-    def __post_init__(self) -> None:
-        if self.p < 0 or not 0 < self.min_scale <= 1 or not 0 <= self.flip_p <= 1:
-            raise ValueError(f"classical: need p >= 0, 0 < min_scale <= 1, 0 <= flip_p <= 1; got {self}")
-
-    def describe(self) -> str:
-        return f"+{self.p:.0%} flipped / rotated / cropped copies of real images"
-
-    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, ctx: PolicyContext) -> ImageSet | None:
+    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, cell: Cell | None) -> ImageSet | None:
         n_add = round(self.p * len(real))
         if n_add == 0:
             return None
@@ -237,20 +215,11 @@ class ClassicalExpansion(Policy):
 
 
 @register_policy("basic")
-@dataclass(frozen=True)
-class BasicOnline(Policy):
+class BasicOnline(Basic, Policy):
     """Flip / rotation / resized crop applied on the fly to every training image."""
-
-    name: ClassVar[str] = "basic"
-    flip_p: float = 0.5
-    degrees: float = 15.0
-    min_scale: float = 0.8
 
     def online(self) -> BatchTransform:
         return Geometric(self.flip_p, self.degrees, (self.min_scale, 1.0))
-
-    def describe(self) -> str:
-        return "online flip / rotation / resized crop"
 
 
 @dataclass(frozen=True)
@@ -271,48 +240,24 @@ class SeededPerImage:
 
 
 @register_policy("autoaugment")
-@dataclass(frozen=True)
-class AutoAugmentOnline(Policy):
+class AutoAugmentOnline(AutoAugment, Policy):
     """torchvision AutoAugment (learned ImageNet / CIFAR10 / SVHN policy)."""
 
-    name: ClassVar[str] = "autoaugment"
-    policy: str = "imagenet"
-
     def online(self) -> BatchTransform:
-        choices = {p.name.lower(): p for p in v2.AutoAugmentPolicy}
-        if self.policy not in choices:
-            raise ValueError(f"autoaugment: policy must be one of {sorted(choices)}, got {self.policy!r}")
-        return SeededPerImage(v2.AutoAugment(choices[self.policy]))
-
-    def describe(self) -> str:
-        return f"online AutoAugment ({self.policy} policy)"
+        return SeededPerImage(v2.AutoAugment(v2.AutoAugmentPolicy(self.policy)))
 
 
 @register_policy("randaugment")
-@dataclass(frozen=True)
-class RandAugmentOnline(Policy):
+class RandAugmentOnline(RandAugment, Policy):
     """torchvision RandAugment: ``num_ops`` random operations at ``magnitude`` (0..30)."""
-
-    name: ClassVar[str] = "randaugment"
-    num_ops: int = 2
-    magnitude: int = 9
 
     def online(self) -> BatchTransform:
         return SeededPerImage(v2.RandAugment(num_ops=self.num_ops, magnitude=self.magnitude))
 
-    def describe(self) -> str:
-        return f"online RandAugment ({self.num_ops} operations, magnitude {self.magnitude})"
-
 
 @register_policy("trivialaugment")
-@dataclass(frozen=True)
-class TrivialAugmentOnline(Policy):
+class TrivialAugmentOnline(TrivialAugment, Policy):
     """torchvision TrivialAugmentWide: one random operation at a random magnitude per image."""
-
-    name: ClassVar[str] = "trivialaugment"
 
     def online(self) -> BatchTransform:
         return SeededPerImage(v2.TrivialAugmentWide())
-
-    def describe(self) -> str:
-        return "online TrivialAugment (wide)"

@@ -21,14 +21,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from synthaug.augment.policies import Policy, PolicyContext, register_policy
+from synthaug.augment.policies import Policy, register_policy
+from synthaug.config.policies import Balance, FromBank, Synthetic, Variation
+from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
-from synthaug.layout import SCORES, bank_dir, bank_name
+from synthaug.rundir import SCORES, bank_name
 
 log = logging.getLogger(__name__)
 
@@ -44,53 +45,23 @@ class BankRequest:
     filtered: bool
 
 
-@dataclass(frozen=True)
-class _FromBank(Policy):
-    """Shared behaviour: which bank, how many per class, filters, and taking the images."""
-
-    gen: str = ""
-    min_confidence: float | None = None
-    drop_memorized: bool = False
-    variation: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        if not self.gen:
-            raise ValueError(f"{self.name}: name the generator, e.g. {self.name}:gen=ddpm")
-        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
-            raise ValueError(f"{self.name}: min_confidence must lie in [0, 1], got {self.min_confidence}")
-
-    @property
-    def filtered(self) -> bool:
-        return self.min_confidence is not None or self.drop_memorized
+class BankPolicy(FromBank, Policy):
+    """Shared behaviour: how many images per class, which bank of the cell, and taking them."""
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         raise NotImplementedError
-
-    def amount(self) -> str:
-        """How many images the policy adds, in words."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        filters = []
-        if self.min_confidence is not None:
-            filters.append(f"judge confidence ≥ {self.min_confidence:g}")
-        if self.drop_memorized:
-            filters.append("memorized images dropped")
-        kept = f" ({', '.join(filters)})" if filters else ""
-        return f"{self.amount()} from generator '{self.gen}'{kept}"
 
     def request(self, real: ImageSet, fraction: float) -> BankRequest:
         counts = np.asarray(self.counts(real, fraction), dtype=np.int64)
         return BankRequest(bank_name(self.gen, self.variation), self.gen, counts, self.variation, self.filtered)
 
-    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, ctx: PolicyContext) -> ImageSet | None:
-        if ctx.run_dir is None or "fraction" not in ctx.extras or "seed" not in ctx.extras:
+    def added(self, real: ImageSet, current: ImageSet, rng: np.random.Generator, cell: Cell | None) -> ImageSet | None:
+        if cell is None or cell.run is None:
             raise ValueError(f"policy {self.name} needs a study run directory with banks (run it with `synthaug run`)")
-        fraction, seed = float(ctx.extras["fraction"]), int(ctx.extras["seed"])
-        want = self.counts(real, fraction)
+        want = self.counts(real, cell.fraction)
         if want.sum() == 0:
             return None
-        folder = bank_dir(ctx.run_dir, bank_name(self.gen, self.variation), fraction, seed)
+        folder = cell.bank_dir(bank_name(self.gen, self.variation))
         return take_from_bank(folder, want, self.min_confidence, self.drop_memorized, real.class_names)
 
 
@@ -102,7 +73,7 @@ def take_from_bank(
     class_names: tuple[str, ...] | None = None,
 ) -> ImageSet:
     """The first ``want[c]`` images of each class c of the bank in ``folder`` that pass the filters."""
-    from synthaug.generators.bank import load_bank  # generators import torch-heavy modules; load on use
+    from synthaug.generators.bank import load_bank  # generators import diffusers; load on use
 
     data, _ = load_bank(folder)
     if class_names is not None and tuple(data.class_names) != tuple(class_names):
@@ -145,26 +116,8 @@ def _fill(real: ImageSet, fraction: float) -> np.ndarray:
 
 
 @register_policy("synthetic")
-@dataclass(frozen=True)
-class SyntheticExpansion(_FromBank):
+class SyntheticExpansion(Synthetic, BankPolicy):
     """Add round(y·n_c) generated images of each class (or, with fill, up to the full-data size)."""
-
-    name: ClassVar[str] = "synthetic"
-    y: float = 1.0
-    fill: bool = False
-    per_class: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.y < 0:
-            raise ValueError(f"synthetic: y must be >= 0, got {self.y}")
-        if self.per_class is not None and (self.per_class < 0 or self.fill):
-            raise ValueError(f"synthetic: per_class must be >= 0 and not combined with fill, got {self.per_class}")
-
-    def amount(self) -> str:
-        if self.per_class is not None:
-            return f"+{self.per_class} synthetic images per class"
-        return "synthetic images up to the full training size" if self.fill else f"+{self.y:g}·N synthetic images"
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         if self.per_class is not None:
@@ -173,14 +126,8 @@ class SyntheticExpansion(_FromBank):
 
 
 @register_policy("balance")
-@dataclass(frozen=True)
-class BalanceClasses(_FromBank):
+class BalanceClasses(Balance, BankPolicy):
     """Top every class up to the size of the largest class of the real subset."""
-
-    name: ClassVar[str] = "balance"
-
-    def amount(self) -> str:
-        return "synthetic images topping every class up to the largest"
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         counts = real.class_counts()
@@ -188,23 +135,8 @@ class BalanceClasses(_FromBank):
 
 
 @register_policy("variation")
-@dataclass(frozen=True)
-class VariationExpansion(_FromBank):
+class VariationExpansion(Variation, BankPolicy):
     """Add variations of the cell's own real images: round(y·n_c) per class, one per source while y ≤ 1."""
-
-    name: ClassVar[str] = "variation"
-    variation: ClassVar[bool] = True
-    y: float = 1.0
-    fill: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.y < 0:
-            raise ValueError(f"variation: y must be >= 0, got {self.y}")
-
-    def amount(self) -> str:
-        what = "SDEdit variations of the cell's real images"
-        return f"{what} up to the full training size" if self.fill else f"+{self.y:g}·N {what}"
 
     def counts(self, real: ImageSet, fraction: float) -> np.ndarray:
         return _fill(real, fraction) if self.fill else _stratified(real, self.y)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synthaug.classifiers import cnn, resnet, vit  # noqa: F401  (registers the built-in networks)
-from synthaug.classifiers.config import ClassifierConfig, ModelConfig, TrainConfig
 from synthaug.classifiers.registry import available_models, create_model, register_model
+from synthaug.config.classifier import ClassifierConfig, ModelConfig, TrainConfig
 
 __all__ = ["ClassifierConfig", "ModelConfig", "TrainConfig", "available_models", "create_model", "register_model"]

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthaug.classifiers.config import ModelConfig
 from synthaug.classifiers.registry import create_model
+from synthaug.config.classifier import ModelConfig
 from synthaug.data.imageset import ImageSet, to_float
 
 

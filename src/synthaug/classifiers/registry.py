@@ -6,10 +6,13 @@ Builders register with ``@register_model("name")``; the CLI offers ``available_m
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
+
+from synthaug.config.classifier import CLASSIFIERS
 
 Builder = Callable[..., nn.Module]
 BuilderT = TypeVar("BuilderT", bound=Builder)
@@ -23,13 +26,14 @@ def register_model(name: str) -> Callable[[BuilderT], BuilderT]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = builder
+        CLASSIFIERS.setdefault(name, builder.__module__)  # configs may now name it
         return builder
 
     return deco
 
 
 def available_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted(CLASSIFIERS)
 
 
 def create_model(name: str, num_classes: int, image_size: int, pretrained: bool = True, **options: Any) -> nn.Module:
@@ -38,6 +42,8 @@ def create_model(name: str, num_classes: int, image_size: int, pretrained: bool 
     pretrained: load pretrained weights when the options ask for them (``False`` when a
     checkpoint is about to overwrite every weight anyway); ignored by models without any.
     """
+    if name not in _MODELS and name in CLASSIFIERS:
+        importlib.import_module(CLASSIFIERS[name])  # registers the built-in network
     if name not in _MODELS:
         raise ValueError(f"unknown classifier {name!r}; available: {available_models()}")
     if num_classes < 2:

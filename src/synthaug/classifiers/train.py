@@ -1,4 +1,6 @@
-"""The training loop as plain functions: one epoch, then ``fit`` with early stopping and checkpoints."""
+"""The training loop as plain functions: one epoch, then ``fit`` with early stopping and checkpoints,
+and :func:`train_classifier`, the one path every classifier of a study is trained through (grid
+cells, the quality stage's judges and TSTR classifiers)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthaug.augment.policies import BatchTransform
-from synthaug.classifiers.config import TrainConfig
 from synthaug.classifiers.evaluate import evaluate
-from synthaug.data.imageset import to_float
+from synthaug.classifiers.registry import create_model
+from synthaug.config.classifier import ModelConfig, TrainConfig
+from synthaug.data.imageset import ImageSet, to_float
 from synthaug.io import atomic_path
+from synthaug.rundir import BEST, HISTORY
 
 log = logging.getLogger(__name__)
 OptimizerFactory = Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer]
@@ -176,12 +180,12 @@ def fit(
             {"epoch": epoch, "train_loss": ep.loss, "train_acc": ep.acc, "val_loss": v_loss, "val_acc": v_acc}
             | {"lr": lr, "seconds": ep.seconds}
         )
-        _write_history(out_dir / "history.csv", rows)
+        _write_history(out_dir / HISTORY, rows)
         bar.set_postfix(loss=f"{ep.loss:.3f}", val_loss=f"{v_loss:.3f}", val_acc=f"{v_acc:.3f}")
         if v_loss < best_loss - cfg.min_delta:
             best_loss, best_epoch, stale = v_loss, epoch, 0
             best_state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-            save_checkpoint(out_dir / "best.pt", best_state, {**checkpoint_meta, "epoch": epoch, "val_loss": v_loss})
+            save_checkpoint(out_dir / BEST, best_state, {**checkpoint_meta, "epoch": epoch, "val_loss": v_loss})
         else:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
@@ -193,6 +197,45 @@ def fit(
     seconds = float(history["seconds"].sum())
     n_seen = len(data.train_x) * len(history)
     return FitResult(history, best_epoch, best_loss, len(history), seconds, n_seen / max(seconds, 1e-9))
+
+
+def tensors(data: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 1, H, W) and int64 (N,), kept on the CPU; batches move to the device."""
+    return torch.from_numpy(data.images).unsqueeze(1), torch.from_numpy(data.labels.astype("int64"))
+
+
+def train_classifier(
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    train: ImageSet,
+    val: ImageSet,
+    out_dir: Path,
+    seed: int,
+    device: torch.device,
+    transform: BatchTransform | None = None,
+) -> tuple[nn.Module, FitResult]:
+    """Build ``mcfg``'s network for ``train``'s classes and train it (early stopping on ``val``).
+
+    The global RNG is seeded once, only for weight init and dropout masks (layers draw from it
+    internally); shuffling and augmentation use their own generators. ``tcfg.class_weights``
+    weights the loss by inverse class frequency; ``tcfg.threads`` sets torch's CPU threads.
+    """
+    if tcfg.threads is not None:
+        # A process-wide setting, taken from the config on purpose: on a CPU shared with other
+        # work, one thread avoids OpenMP threads waiting on descheduled peers (docs/BENCHMARKS.md).
+        torch.set_num_threads(tcfg.threads)
+    torch.manual_seed(seed)
+    model = create_model(mcfg.name, train.num_classes, train.size, **mcfg.options())
+    meta = {
+        "model_config": mcfg.model_dump(mode="json"),
+        "num_classes": train.num_classes,
+        "image_size": train.size,
+        "class_names": list(train.class_names),
+        "seed": seed,
+    }
+    weights = class_weights(train.labels, train.num_classes) if tcfg.class_weights else None
+    data = FitData(*tensors(train), *tensors(val))
+    return model, fit(model, data, tcfg, Path(out_dir), seed, device, meta, transform, weights)
 
 
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -1,9 +1,6 @@
-"""Data layer: sources, one-pass decoding with cache, audit, leakage filter, splits, phantoms.
+"""Data layer: sources, one-pass decoding with cache, audit, leakage filter, splits, cells, phantoms.
 
-``synthaug.data.prepare.prepare_data`` is the entry point stages use; this package module stays
-import-light so configuration and augmentation code can use :class:`ImageSet` without cycles.
+``synthaug.data.prepare.prepared`` is the entry point stages use. This package module imports
+nothing, so light callers (the CLI's ``data.sources``) do not load torch through it; import
+:class:`~synthaug.data.imageset.ImageSet` from ``synthaug.data.imageset``.
 """
-
-from synthaug.data.imageset import ImageSet
-
-__all__ = ["ImageSet"]

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from synthaug.config import DataConfig
+from synthaug.config.data import DataConfig
 from synthaug.data import phantoms
 from synthaug.data.audit import audit_report, find_duplicates, leaked_test_rows
 from synthaug.data.imageset import ImageSet
@@ -20,6 +20,7 @@ from synthaug.data.sources import RawSource, SourceError, list_source
 from synthaug.data.splits import stratified_split
 
 log = logging.getLogger(__name__)
+_PREPARED: dict[str, PreparedData] = {}  # this process's prepared data, by config and seed
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,19 @@ def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
         log.info("removed %d test images that duplicate a training image", leaked.sum())
     data = scan_to_imageset(scan, ~leaked)
     return PreparedData(data.split("train"), data.split("test"), report, scan.ids[leaked].tolist())
+
+
+def prepared(cfg: DataConfig, seed: int = 0) -> PreparedData:
+    """:func:`prepare_data`, once per process: the stages and the tasks a worker process runs share it.
+
+    Decoding is cached on disk too, but the duplicate search and the split are not; a worker that
+    runs many tasks of one study prepares its data only for the first.
+    """
+    key = f"{cfg.model_dump_json()}|{seed}"
+    if key not in _PREPARED:
+        _PREPARED.clear()  # one study's data at a time
+        _PREPARED[key] = prepare_data(cfg, seed)
+    return _PREPARED[key]
 
 
 def write_image_folder(data: ImageSet, out: Path) -> int:

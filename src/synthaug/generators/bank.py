@@ -23,9 +23,9 @@ from synthaug.data.imageset import ImageSet
 from synthaug.generators.base import Generator, derive_seed
 from synthaug.generators.variation import make_variations, pick_sources
 from synthaug.io import atomic_path, read_json, write_json
+from synthaug.rundir import MANIFEST
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.parquet"
 COLUMNS = [
     "id",
     "path",

@@ -1,18 +1,21 @@
-"""Generator interface, name registry, and what every family shares: fitting per class or
+"""Generator interface and what every family shares: fitting per class or
 conditionally, save/load from the checkpoint's own config, and explicit sampling randomness.
 
 Each family writes only its networks, one optimisation step (a :class:`Trainer`) and how to
 draw images; the loop around the step (checkpoints, loss CSV, grids, guards) is ``training.py``.
+Families are registered by their config class (``synthaug.config.generators.FAMILIES``), which
+names the implementing class; :func:`generator_class` imports it on first use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,26 +23,26 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
+from synthaug.config.generators import FAMILIES, GeneratorConfig, parse_generator, upgrade_generator_dict
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
 from synthaug.device import pick_device
-from synthaug.generators.config import GeneratorConfig
 from synthaug.generators.training import Trainer, train_loop
 from synthaug.io import atomic_path, write_json
+from synthaug.rundir import GENERATOR
 
 RngLike = torch.Generator | int | Sequence[torch.Generator]
 GeneratorT = TypeVar("GeneratorT", bound="Generator")
-GENERATORS: dict[str, type[Generator]] = {}
 
 
-def register(name: str) -> Callable[[type[GeneratorT]], type[GeneratorT]]:
-    """Class decorator: make a family available under ``name`` (the CLI offers the keys)."""
-
-    def wrap(cls: type[GeneratorT]) -> type[GeneratorT]:
-        cls.family = name
-        GENERATORS[name] = cls
-        return cls
-
-    return wrap
+def generator_class(family: str) -> type[Generator]:
+    """The implementing class of a registered family (imported on first use)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown generator family {family!r}; registered: {sorted(FAMILIES)}")
+    module, _, name = FAMILIES[family].implementation.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise TypeError(f"family {family!r}: {FAMILIES[family].implementation} is not a Generator subclass")
+    return cls
 
 
 def derive_seed(*parts: int) -> int:
@@ -89,8 +92,6 @@ class SampleOptions:
 class Generator(ABC):
     """A trained generator: one network for all classes (conditional) or one per class."""
 
-    family: ClassVar[str] = ""
-
     def __init__(self, cfg: GeneratorConfig, class_names: Sequence[str], data_size: int, nets: dict[str, nn.Module]):
         self.cfg = cfg
         self.class_names = tuple(class_names)
@@ -98,6 +99,10 @@ class Generator(ABC):
         self.device = pick_device(cfg.device)
         self.nets = {k: net.to(self.device).eval() for k, net in nets.items()}
         self.checkpoint_hash: str | None = None
+
+    @property
+    def family(self) -> str:
+        return self.cfg.family
 
     # --- what a family provides -------------------------------------------------------------
     @classmethod
@@ -110,11 +115,6 @@ class Generator(ABC):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> Trainer:
         """Networks, optimisers and schedules for one model."""
 
-    @classmethod
-    @abstractmethod
-    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
-        """The training loss and the optimiser in words (the report's table of approaches)."""
-
     @abstractmethod
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         """(n, 1, S, S) float images in [-1, 1] at the model resolution S."""
@@ -122,6 +122,17 @@ class Generator(ABC):
     def options(self, sampler: str | None, steps: int | None, guidance: float | None) -> SampleOptions:
         """Resolved sampler settings; families without a sampler record none."""
         return SampleOptions()
+
+    def vary(
+        self, net: nn.Module, labels: Tensor | None, x0: Tensor, strength: float, rng: Any, opts: SampleOptions
+    ) -> Tensor:
+        """Variations (N, 1, S, S) in [-1, 1] of real images ``x0`` at model resolution, ``strength`` in
+        [0, 1]; only families whose config declares ``variations`` implement it."""
+        raise NotImplementedError(f"family '{self.family}' cannot make variations of real images")
+
+    def preview_options(self) -> SampleOptions:
+        """Sampler settings of the sample grids drawn during training (cheap ones)."""
+        return self.options(None, None, None)
 
     # --- shared behaviour ---------------------------------------------------------------------
     @property
@@ -175,7 +186,8 @@ class Generator(ABC):
         resume: bool = False,
     ) -> GeneratorT:
         """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints."""
-        cfg = cfg.resolve()
+        # The checkpoint records the family's own settings; the study's name for it is not one of them.
+        cfg = cfg.resolve().model_copy(update={"name": cfg.family})
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
         write_json(
@@ -201,7 +213,7 @@ class Generator(ABC):
                     cls, cfg, names, data, None, run_dir / f"class_{c}", derive_seed(seed, c), resume, only=c
                 )
         gen = cls(cfg, names, train_data.size, nets)
-        gen.save(run_dir / "generator.pt")
+        gen.save(run_dir / GENERATOR)
         return gen
 
 
@@ -231,7 +243,7 @@ def _fit_one(
                     *preview.net_for(c, 4),
                     4,
                     torch.Generator().manual_seed(c),
-                    preview.options(None, min(cfg.ddpm.sample_steps, 25), None),
+                    preview.preview_options(),
                 )
                 for c in classes
             ]
@@ -244,12 +256,13 @@ def _fit_one(
 def load_generator(path: str | Path, device: str | None = None) -> Generator:
     """Rebuild a generator from its checkpoint alone (config, classes and weights)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = GeneratorConfig.model_validate(state["config"])
+    cfg = parse_generator(upgrade_generator_dict(state["config"]))
     if device is not None:
         cfg = cfg.model_copy(update={"device": device})
-    cls = GENERATORS.get(state["family"])
-    if cls is None:
-        raise ValueError(f"checkpoint {path} holds unknown family {state['family']!r}; known: {sorted(GENERATORS)}")
+    try:
+        cls = generator_class(state["family"])
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {path}: {exc}") from exc
     k = len(state["class_names"])
     nets = {}
     for key, sd in state["nets"].items():

@@ -15,8 +15,8 @@ from diffusers import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch import Tensor, nn
 
-from synthaug.generators.base import Generator, SampleOptions, noise, register
-from synthaug.generators.config import GeneratorConfig
+from synthaug.config.generators import DDPMConfig, GeneratorConfig
+from synthaug.generators.base import Generator, SampleOptions, noise
 from synthaug.generators.samplers import DEFAULT_STEPS, SAMPLERS, EpsFn, denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import EMA
 
@@ -24,6 +24,7 @@ from synthaug.generators.training import EMA
 def build_unet(cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
     """One-channel UNet; attention at the lowest resolution; ``num_classes + 1`` embeddings
     when conditional (the last one is the null class of classifier-free guidance)."""
+    assert isinstance(cfg, DDPMConfig)
     d = cfg.ddpm
     assert cfg.image_size and d.block_out_channels and d.layers_per_block, "resolve() the config first"
     ch, n = d.block_out_channels, len(d.block_out_channels)
@@ -52,6 +53,7 @@ class DDPMTrainer:
     """Simple loss ||eps - eps_theta(x_t, t, y)||^2 (Ho et al. 2020, Algorithm 1)."""
 
     def __init__(self, cfg: GeneratorConfig, num_classes: int | None, device: torch.device):
+        assert isinstance(cfg, DDPMConfig)
         d = cfg.ddpm
         self.unet = build_unet(cfg, num_classes).to(device)
         self.ema = EMA(self.unet, d.ema_decay)
@@ -102,9 +104,10 @@ class DDPMTrainer:
         return self.ema.model
 
 
-@register("ddpm")
 class DDPMGenerator(Generator):
     """Draws images with a chosen sampler (ddpm / ddim / dpm++) and guidance scale."""
+
+    cfg: DDPMConfig
 
     @classmethod
     def build_net(cls, cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
@@ -114,14 +117,6 @@ class DDPMGenerator(Generator):
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> DDPMTrainer:
         return DDPMTrainer(cfg, num_classes, device)
 
-    @classmethod
-    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
-        d = cfg.ddpm
-        loss = f"ε-prediction MSE, {d.num_train_timesteps}-step {d.beta_schedule} schedule"
-        if cfg.mode == "conditional" and d.cfg_dropout:
-            loss += f", label dropout {d.cfg_dropout:g} (guidance)"
-        return loss, f"AdamW (weight decay {d.weight_decay:g}), cosine LR with warm-up, EMA {d.ema_decay:g}"
-
     def options(self, sampler: str | None, steps: int | None, guidance: float | None) -> SampleOptions:
         d = self.cfg.ddpm
         name = sampler or d.sampler
@@ -130,6 +125,9 @@ class DDPMGenerator(Generator):
         steps = steps or (d.sample_steps if name == d.sampler else DEFAULT_STEPS[name])
         g = (d.guidance if guidance is None else float(guidance)) if self.conditional else None
         return SampleOptions(sampler=name, steps=int(steps), guidance=g)
+
+    def preview_options(self) -> SampleOptions:
+        return self.options(None, min(self.cfg.ddpm.sample_steps, 25), None)
 
     def eps_fn(self, net: nn.Module, labels: Tensor | None, guidance: float | None) -> EpsFn:
         """Noise prediction with classifier-free guidance: eps_u + w (eps_c - eps_u) (Ho & Salimans eq. 6)."""
@@ -150,6 +148,17 @@ class DDPMGenerator(Generator):
         d = self.cfg.ddpm
         train: Any = train_scheduler(d.num_train_timesteps, d.beta_schedule)
         return make_scheduler(name, train.config)
+
+    def vary(
+        self, net: nn.Module, labels: Tensor | None, x0: Tensor, strength: float, rng: Any, opts: SampleOptions
+    ) -> Tensor:
+        """SDEdit: noise ``x0`` to timestep strength·T, then denoise (Meng et al. 2022)."""
+        assert opts.sampler and opts.steps
+        eps = self.eps_fn(net, labels, opts.guidance)
+        start_noise = noise(tuple(x0.shape), rng, self.device)
+        return denoise(
+            eps, self.scheduler(opts.sampler), x0, opts.steps, rng, strength=strength, start_noise=start_noise
+        )
 
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         assert opts.sampler and opts.steps and self.cfg.image_size

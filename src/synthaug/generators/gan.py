@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from synthaug.generators.base import Generator, SampleOptions, noise, register
-from synthaug.generators.config import GeneratorConfig
+from synthaug.config.generators import GANConfig, GeneratorConfig
+from synthaug.generators.base import Generator, SampleOptions, noise
 from synthaug.generators.vae import ConvDecoder, ConvEncoder
 
 
@@ -146,6 +146,7 @@ class GANTrainer:
     """Alternating updates: ``d_steps`` discriminator steps, then one generator step (Adam)."""
 
     def __init__(self, cfg: GeneratorConfig, num_classes: int | None, device: torch.device):
+        assert isinstance(cfg, GANConfig)
         g = cfg.gan
         assert cfg.image_size and g.channels, "resolve() the config first"
         self.cfg = g
@@ -210,30 +211,17 @@ class GANTrainer:
         return self.g
 
 
-@register("gan")
 class GANImageGenerator(Generator):
     """Samples z ~ N(0, I) through the trained generator network."""
 
     @classmethod
     def build_net(cls, cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
-        assert cfg.image_size and cfg.gan.channels, "resolve() the config first"
+        assert isinstance(cfg, GANConfig) and cfg.image_size and cfg.gan.channels, "resolve() the config first"
         return GANGenerator(cfg.image_size, cfg.gan.channels, cfg.gan.z_dim, num_classes)
 
     @classmethod
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> GANTrainer:
         return GANTrainer(cfg, num_classes, device)
-
-    @classmethod
-    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
-        g = cfg.gan
-        loss = "least squares (MSE)" if g.loss == "lsgan" else "hinge"
-        if g.spectral_norm or g.loss == "hinge":
-            loss += ", spectral norm in D"
-        if g.mode_seeking:
-            loss += f", mode seeking {g.mode_seeking:g}"
-        if g.diffaugment:
-            loss += ", DiffAugment"
-        return f"adversarial, {loss}", f"Adam (β = {g.betas[0]:g}, {g.betas[1]:g}), G and D alternating"
 
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         assert isinstance(net, GANGenerator)

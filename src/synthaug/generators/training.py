@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
+from synthaug.config.generators import GeneratorConfig, upgrade_generator_dict
 from synthaug.data.imageset import to_uint8
-from synthaug.generators.config import GeneratorConfig
 from synthaug.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _restore(
     path: Path, trainer: Trainer, gens: dict[str, torch.Generator], cfg: GeneratorConfig, seed: int
 ) -> tuple[int, list[dict[str, float]]]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != cfg.model_dump(mode="json") or state["seed"] != seed:
+    if upgrade_generator_dict(state["config"]) != cfg.model_dump(mode="json") or state["seed"] != seed:
         raise ValueError(
             f"cannot resume from {path}: it was written with another config or seed; "
             "use a new run directory or resume=False"

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from synthaug.generators.base import Generator, SampleOptions, noise, register
-from synthaug.generators.config import GeneratorConfig
+from synthaug.config.generators import GeneratorConfig, VAEConfig
+from synthaug.generators.base import Generator, SampleOptions, noise
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -87,6 +87,7 @@ class VAE(nn.Module):
 
 
 def build_vae(cfg: GeneratorConfig, num_classes: int | None) -> VAE:
+    assert isinstance(cfg, VAEConfig)
     assert cfg.image_size and cfg.vae.channels and cfg.vae.latent_dim, "resolve() the config first"
     return VAE(cfg.image_size, cfg.vae.channels, cfg.vae.latent_dim, num_classes)
 
@@ -95,6 +96,7 @@ class VAETrainer:
     """Adam on reconstruction (sum of squares per image) + beta * KL(q(z|x) || N(0, I))."""
 
     def __init__(self, cfg: GeneratorConfig, num_classes: int | None, device: torch.device):
+        assert isinstance(cfg, VAEConfig)
         self.vae = build_vae(cfg, num_classes).to(device)
         self.beta = cfg.vae.beta
         self.opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.lr or 1e-3)
@@ -123,7 +125,6 @@ class VAETrainer:
         return self.vae
 
 
-@register("vae")
 class VAEGenerator(Generator):
     """Samples z ~ N(0, I) and decodes it."""
 
@@ -134,10 +135,6 @@ class VAEGenerator(Generator):
     @classmethod
     def make_trainer(cls, cfg: GeneratorConfig, num_classes: int | None, device: torch.device) -> VAETrainer:
         return VAETrainer(cfg, num_classes, device)
-
-    @classmethod
-    def objective(cls, cfg: GeneratorConfig) -> tuple[str, str]:
-        return f"reconstruction (squared error) + β·KL, β = {cfg.vae.beta:g}", "Adam"
 
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         assert isinstance(net, VAE)

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
-from synthaug.generators.base import Generator, RngLike, as_rng, noise, resize
-from synthaug.generators.ddpm import DDPMGenerator
-from synthaug.generators.samplers import denoise
+from synthaug.generators.base import Generator, RngLike, as_rng, resize
 
 
 @torch.no_grad()
@@ -29,8 +27,8 @@ def make_variations(
     ``strength`` in [0, 1]: 0 returns the sources, 1 ignores them (plain sampling). ``rng`` may be
     a list of per-image generators, so image k is the same whatever batch it is made in.
     """
-    if not isinstance(generator, DDPMGenerator):
-        raise ValueError(f"variations need a diffusion model (family 'ddpm'), got '{generator.family}'")
+    if not generator.cfg.variations:
+        raise ValueError(f"family '{generator.family}' cannot make variations of real images")
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must lie in [0, 1], got {strength}")
     assert generator.cfg.image_size
@@ -39,16 +37,7 @@ def make_variations(
     assert opts.sampler and opts.steps
     net, labels = generator.net_for(class_id, n)
     x0 = resize(to_float(sources), generator.cfg.image_size).to(generator.device)  # (n, 1, S, S)
-    start_noise = noise(tuple(x0.shape), rng_, generator.device)
-    out = denoise(
-        generator.eps_fn(net, labels, opts.guidance),
-        generator.scheduler(opts.sampler),
-        x0,
-        opts.steps,
-        rng_,
-        strength=strength,
-        start_noise=start_noise,
-    )
+    out = generator.vary(net, labels, x0, strength, rng_, opts)
     if strength == 0.0:
         return np.ascontiguousarray(sources, dtype=np.uint8)
     return to_uint8(resize(out.float(), generator.data_size))

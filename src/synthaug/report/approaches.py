@@ -8,9 +8,8 @@ from html import escape
 
 import pandas as pd
 
-from synthaug.augment import PolicySpec, build_policy
 from synthaug.config import SynthaugConfig
-from synthaug.generators import GENERATORS
+from synthaug.config.policies import PolicySpec, describe
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report.markup import num
 
@@ -25,14 +24,9 @@ def _generators(specs: list[PolicySpec], cfg: SynthaugConfig) -> list[tuple[str,
         name = spec.params.get("gen")
         if isinstance(name, str) and name in by_name:
             g = by_name[name]
-            loss, optimiser = GENERATORS[g.family].objective(g)
+            loss, optimiser = g.objective()
             out.append((f"{name} ({g.family}, {g.mode.replace('_', ' ')})", loss, optimiser))
     return out
-
-
-def describe(specs: list[PolicySpec]) -> str:
-    """A policy combination in words: ``+20% flipped / rotated / cropped copies …; online AutoAugment``."""
-    return "; ".join(build_policy(s).describe() for s in specs) or build_policy(PolicySpec(name="none")).describe()
 
 
 def classifier_line(cfg: SynthaugConfig) -> str:

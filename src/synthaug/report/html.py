@@ -19,7 +19,7 @@ from synthaug.config import load_config
 from synthaug.io import read_json, write_text
 from synthaug.report import approaches, figures, results, trust
 from synthaug.report.markup import figure, table
-from synthaug.study.rundir import RunDir
+from synthaug.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def audit_section(run: RunDir) -> str | None:
 
 def samples_section(run: RunDir) -> str | None:
     """The real grid, then one grid per synthetic bank (largest real fraction, first seed)."""
-    grid = run.root / "figures" / "real_grid.png"
+    grid = run.real_grid
     rows = ", ".join(read_json(run.audit)["class_names"])
     real = (
         figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
@@ -81,19 +81,15 @@ def samples_section(run: RunDir) -> str | None:
     return html or None
 
 
-def _study(run: RunDir) -> dict:
-    return yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]
-
-
 def approaches_section(run: RunDir) -> str | None:
-    df = results.load_results(run.root)
+    df = results.load_results(run)
     if df is None or df.empty or "policy_spec" not in df.columns:  # results of an early version lack the specs
         return None
     return approaches.approaches_table(df, load_config(run.config))
 
 
 def results_section(run: RunDir) -> str | None:
-    df = results.load_results(run.root)
+    df = results.load_results(run)
     if df is None or df.empty:
         return None
     parts = [results.results_table(df), figure(results.strip_plots(df), "Balanced accuracy per seed, by policy.")]
@@ -104,18 +100,18 @@ def results_section(run: RunDir) -> str | None:
 
 
 def paired_section(run: RunDir) -> str | None:
-    df = results.load_results(run.root)
+    df = results.load_results(run)
     if df is None or df.empty or df["policy"].nunique() < 2:
         return None
-    return results.paired_table(df, _study(run)["baseline"])
+    return results.paired_table(df, run.recorded_study()["baseline"])
 
 
 def per_class_section(run: RunDir) -> str | None:
-    df = results.load_results(run.root)
+    df = results.load_results(run)
     if df is None or df.empty:
         return None
     parts = [results.per_class_f1(df)]
-    conf = results.confusion_figure(df, run.root)
+    conf = results.confusion_figure(df, run)
     if conf:
         parts.append(
             figure(conf, "Test confusion matrices summed over seeds (largest real fraction); rows are true classes.")
@@ -124,8 +120,8 @@ def per_class_section(run: RunDir) -> str | None:
 
 
 def curves_section(run: RunDir) -> str | None:
-    df = results.load_results(run.root)
-    curves = None if df is None or df.empty else results.training_curves(df, run.root)
+    df = results.load_results(run)
+    curves = None if df is None or df.empty else results.training_curves(df, run)
     return figure(curves, "Validation loss per epoch (first seed, largest real fraction).") if curves else None
 
 
@@ -173,11 +169,11 @@ def build_report(run_dir: Path) -> Path:
             )
     sections = [Section(sid, title, html) for sid, title, fn in SECTIONS if (html := fn(run)) is not None]
     env = Environment(loader=PackageLoader("synthaug.report", "templates"), autoescape=select_autoescape(["html"]))
-    study = _study(run)
+    study = run.recorded_study()
     html = env.get_template("report.html").render(
         study=study,
         audit=read_json(run.audit),
         sections=sections,
         made=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
-    return write_text(run.root / "report.html", html)
+    return write_text(run.report, html)

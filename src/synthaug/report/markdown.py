@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthaug.rundir import RunDir
+
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
     "test_balanced_accuracy": "balanced accuracy",
@@ -47,14 +49,13 @@ def markdown_table(
 ) -> str:
     """One row per (model, real fraction, policy): median [95% CI] per metric, then the paired
     difference of ``paired_metric`` against the study's baseline, its wins and the Wilcoxon p."""
-    run_root = Path(run_root)
+    run = RunDir(Path(run_root))
     metrics = metrics or ["test_accuracy", "test_macro_f1"]
-    stats = run_root / "statistics"
-    summary = _read(stats / "summary.csv", "the per-cell summary")
+    summary = _read(run.summary, "the per-cell summary")
     unknown = sorted(set(metrics) - set(summary["metric"]))
     if unknown:
-        raise ValueError(f"metric(s) {unknown} not in {stats / 'summary.csv'}; it has {sorted(set(summary['metric']))}")
-    paired_path = stats / "paired.csv"
+        raise ValueError(f"metric(s) {unknown} not in {run.summary}; it has {sorted(set(summary['metric']))}")
+    paired_path = run.paired
     paired = pd.read_csv(paired_path) if paired_path.exists() else None
     keys = ["model", "real_fraction", "policy"]
     first = summary[summary["metric"] == metrics[0]].sort_values(keys)

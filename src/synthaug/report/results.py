@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from html import escape
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,13 +10,13 @@ import pandas as pd
 
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report.figures import to_data_uri
+from synthaug.rundir import CONFUSION, HISTORY, RunDir
 
 METRICS = {"test_accuracy": "accuracy", "test_balanced_accuracy": "balanced acc.", "test_macro_f1": "macro-F1"}
 
 
-def load_results(run_root: Path) -> pd.DataFrame | None:
-    path = run_root / "results.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+def load_results(run: RunDir) -> pd.DataFrame | None:
+    return pd.read_parquet(run.results) if run.results.exists() else None
 
 
 def _fmt_ci(median: float, low: float, high: float) -> str:
@@ -118,12 +117,12 @@ def per_class_f1(df: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{rows}</table><p class='muted'>Median F1 per class over seeds.</p>"
 
 
-def confusion_figure(df: pd.DataFrame, run_root: Path) -> str | None:
+def confusion_figure(df: pd.DataFrame, run: RunDir) -> str | None:
     """Confusion matrices summed over seeds, at the largest real fraction, one panel per (model, policy)."""
     top = df[df["real_fraction"] == df["real_fraction"].max()]
     panels = []
     for (model, policy), g in top.groupby(["model", "policy"], sort=True):
-        mats = [pd.read_csv(run_root / "classifiers" / cid / "confusion.csv", index_col=0) for cid in g["cell_id"]]
+        mats = [pd.read_csv(run.classifier_dir(cid) / CONFUSION, index_col=0) for cid in g["cell_id"]]
         mats = [m for m in mats if m is not None]
         if mats:
             panels.append((f"{model}\n{policy}", sum(m.to_numpy() for m in mats), list(mats[0].columns)))
@@ -145,13 +144,13 @@ def confusion_figure(df: pd.DataFrame, run_root: Path) -> str | None:
     return to_data_uri(fig)
 
 
-def training_curves(df: pd.DataFrame, run_root: Path) -> str | None:
+def training_curves(df: pd.DataFrame, run: RunDir) -> str | None:
     """Validation loss per epoch for the first seed of every (model, policy) at the largest fraction."""
     top = df[(df["real_fraction"] == df["real_fraction"].max()) & (df["seed"] == df["seed"].min())]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     drawn = 0
     for r in top.sort_values(["model", "policy"]).itertuples():
-        hist = run_root / "classifiers" / r.cell_id / "history.csv"
+        hist = run.classifier_dir(str(r.cell_id)) / HISTORY
         if hist.exists():
             h = pd.read_csv(hist)
             ax.plot(h["epoch"], h["val_loss"], label=f"{r.model} {r.policy}")

@@ -11,32 +11,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from PIL import Image
 
-from synthaug.generators.bank import MANIFEST
 from synthaug.io import read_json
-from synthaug.layout import parse_cell_key
 from synthaug.report.figures import image_grid, png_to_data_uri
 from synthaug.report.markup import figure, num, table
-from synthaug.study.quality import BankRef, find_banks
-from synthaug.study.rundir import RunDir
+from synthaug.rundir import MANIFEST, BankRef, RunDir, parse_cell_key
 
 
 def _quality(run: RunDir) -> dict[str, Any] | None:
-    path = run.root / "quality.json"
-    q = read_json(path) if path.exists() else None
+    q = read_json(run.quality) if run.quality.exists() else None
     return q if q and q.get("banks") else None
 
 
 def _first_seed(run: RunDir) -> int | None:
-    seeds = yaml.safe_load(run.config.read_text(encoding="utf-8"))["study"]["seeds"]
+    seeds = run.recorded_study().get("seeds", [])
     return int(seeds[0]) if seeds else None
 
 
 def shown_banks(run: RunDir) -> list[BankRef]:
     """Banks of the cell the report shows pictures of: the largest real fraction, the first seed."""
-    banks = find_banks(run.root)
+    banks = run.find_banks()
     if not banks:
         return []
     top = max(b.fraction for b in banks)
@@ -229,8 +224,7 @@ def _cam_row(label: str, images: str, f: dict[str, Any], corr: dict[str, float |
 
 
 def gradcam_section(run: RunDir) -> str | None:
-    path = run.root / "explain" / "cams.json"
-    entries = read_json(path)["classifiers"] if path.exists() else []
+    entries = read_json(run.cams)["classifiers"] if run.cams.exists() else []
     if not entries:
         return None
     rows: list[list[object]] = []

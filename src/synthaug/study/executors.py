@@ -1,4 +1,5 @@
-"""Executors run independent tasks (grid cells, generator fits): serially or in a process pool.
+"""Executors run independent tasks (generator fits, banks, quality cells, classifier cells, Grad-CAM):
+serially or in a process pool.
 
 Tasks are plain picklable callables with their inputs on disk and atomic outputs, so an
 executor on another engine (a cluster scheduler) can replace the local one without touching
@@ -11,9 +12,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
+
+if TYPE_CHECKING:
+    from synthaug.config.study import StudyConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +81,17 @@ def make_executor(workers: int | None, memory_per_worker_gb: float = 2.0, cuda: 
     n = workers or default_workers(memory_per_worker_gb, cuda)
     log.info("executor: %s", "serial" if n == 1 else f"{n} local processes")
     return SerialExecutor() if n == 1 else LocalProcessExecutor(n)
+
+
+def study_executor(study: StudyConfig) -> Executor:
+    """The executor a study's settings ask for (``study.workers``, ``study.device``)."""
+    cuda = study.device.startswith("cuda") or (study.device == "auto" and torch.cuda.is_available())
+    return make_executor(study.workers, study.memory_per_worker_gb, cuda)
+
+
+def run_tasks(study: StudyConfig, tasks: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]:
+    """Run ``tasks`` in the study's executor, yielding (task index, result) as each finishes."""
+    return study_executor(study).run(tasks)
 
 
 def run_all(executor: Executor, tasks: Iterable[Callable[[], T]]) -> list[T]:

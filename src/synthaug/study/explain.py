@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,16 +13,15 @@ import torch
 from torch import nn
 
 from synthaug.classifiers.evaluate import load_checkpoint
+from synthaug.config import ExplainConfig, SynthaugConfig
 from synthaug.data.imageset import ImageSet, to_float
+from synthaug.data.prepare import prepared
 from synthaug.device import pick_device
 from synthaug.explain import cam_maps, cam_panel, compare_cams, mask_stats, pick_target_layer
 from synthaug.generators.bank import load_bank
 from synthaug.io import write_json
-from synthaug.study.quality import BankRef, ExplainConfig, _prepared, find_banks, quality_settings
-
-if TYPE_CHECKING:
-    from synthaug.config import SynthaugConfig
-    from synthaug.data.prepare import PreparedData
+from synthaug.rundir import BEST, BankRef, RunDir
+from synthaug.study.executors import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -78,49 +78,49 @@ def load_for_cam(checkpoint: Path, device: torch.device) -> tuple[nn.Module, dic
     return model.requires_grad_(True), meta
 
 
-def _explain_one(
-    row: Any, run_root: Path, data: PreparedData, banks: list[BankRef], e: ExplainConfig, device: torch.device
-) -> dict[str, Any]:
-    model, meta = load_for_cam(run_root / "classifiers" / row.cell_id / "best.pt", device)
+def _explain_one(cfg: SynthaugConfig, run: RunDir, row: dict[str, Any], e: ExplainConfig) -> dict[str, Any]:
+    """One classifier's Grad-CAM figures and panels (a task of the study's executor)."""
+    data, device = prepared(cfg.data, seed=cfg.study.seeds[0]), pick_device(cfg.study.device)
+    model, meta = load_for_cam(run.classifier_dir(row["cell_id"]) / BEST, device)
     if tuple(meta["class_names"]) != data.test.class_names:
         known = meta["class_names"]
-        raise ValueError(f"classifier {row.cell_id} knows classes {known}, the data has {data.test.class_names}")
+        raise ValueError(f"classifier {row['cell_id']} knows classes {known}, the data has {data.test.class_names}")
     real = first_per_class(data.test, e.per_class)
     layer, _ = pick_target_layer(model)
     entry: dict[str, Any] = {
-        "cell_id": row.cell_id,
-        "model": row.model,
-        "policy": row.policy,
-        "fraction": float(row.real_fraction),
-        "seed": int(row.seed),
+        "cell_id": row["cell_id"],
+        "model": row["model"],
+        "policy": row["policy"],
+        "fraction": float(row["real_fraction"]),
+        "seed": int(row["seed"]),
         "target_layer": type(layer).__name__,
         "tolerance_px": e.tolerance,
         "real": real_cam_figures(model, real, e.tolerance),
         "banks": [],
     }
-    for ref in banks:
-        if (ref.fraction, ref.seed) != (float(row.real_fraction), int(row.seed)):
+    for ref in run.find_banks():
+        if (ref.fraction, ref.seed) != (entry["fraction"], entry["seed"]):
             continue
         synthetic, variation = _bank_images(ref, data.train, e.per_class)
         if len(synthetic) == 0:
             continue
         figures, cams_r, cams_s = compare_cams(model, real, synthetic, tolerance=e.tolerance)
-        panel = run_root / "explain" / f"{row.cell_id}__{ref.name}.png"
+        panel = run.explain / f"{row['cell_id']}__{ref.name}.png"
         cam_panel(real, cams_r, synthetic, cams_s, e.per_class, panel)
         entry["banks"].append(
             {
                 "bank": ref.name,
                 "variation": variation,
-                "panel": panel.relative_to(run_root).as_posix(),
+                "panel": panel.relative_to(run.root).as_posix(),
                 "synthetic": figures["synthetic"],
                 "mean_cam_correlation": figures["mean_cam_correlation"],
             }
         )
-    log.info("explain: %s on %d bank(s)", row.cell_id, len(entry["banks"]))
+    log.info("explain: %s on %d bank(s)", row["cell_id"], len(entry["banks"]))
     return entry
 
 
-def run_explain(cfg: SynthaugConfig, run_root: Path, settings: ExplainConfig | None = None) -> Path:
+def run_explain(cfg: SynthaugConfig, run: RunDir, settings: ExplainConfig | None = None) -> Path:
     """Grad-CAM of the study's classifiers on real test vs bank images; writes ``RUN_DIR/explain/cams.json``.
 
     Per explained classifier: lesion energy and pointing game on real images (data with masks,
@@ -128,15 +128,16 @@ def run_explain(cfg: SynthaugConfig, run_root: Path, settings: ExplainConfig | N
     per-class correlation of mean CAMs real vs synthetic, and a PNG panel. ``settings``
     defaults to ``cfg.quality.explain``.
     """
-    e = settings or quality_settings(cfg).explain
-    run_root = Path(run_root)
-    results = run_root / "results.parquet"
-    if not results.exists():
-        raise FileNotFoundError(f"'{results}' is missing: explain needs trained classifiers; run `synthaug run` first")
-    entries = []
+    e = settings or cfg.quality.explain
+    if not run.results.exists():
+        raise FileNotFoundError(
+            f"'{run.results}' is missing: explain needs trained classifiers; run `synthaug run` first"
+        )
+    entries: list[dict[str, Any]] = []
     if e.enabled:
-        rows = explain_rows(pd.read_parquet(results), cfg, e)
-        data, banks, device = _prepared(cfg), find_banks(run_root), pick_device(cfg.study.device)
-        entries = [_explain_one(row, run_root, data, banks, e, device) for row in rows.itertuples()]
+        rows = explain_rows(pd.read_parquet(run.results), cfg, e).to_dict("records")
+        tasks = [functools.partial(_explain_one, cfg, run, row, e) for row in rows]
+        done = dict(run_tasks(cfg.study, tasks))
+        entries = [done[i] for i in range(len(tasks))]  # in row order
     record = {"settings": e.model_dump(mode="json"), "classifiers": entries}
-    return write_json(run_root / "explain" / "cams.json", record)
+    return write_json(run.cams, record)

@@ -11,34 +11,30 @@ from pathlib import Path
 import pandas as pd
 
 from synthaug.config import SynthaugConfig
-from synthaug.data.prepare import PreparedData, prepare_data
-from synthaug.data.splits import cell_indices
+from synthaug.data.prepare import PreparedData, prepared
 from synthaug.io import atomic_write, write_json
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
+from synthaug.rundir import RunDir
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
-from synthaug.study.rundir import RunDir
-from synthaug.study.synthetic import run_banks, run_generators
+from synthaug.study.synthetic import run_banks, run_generators, study_cell
 
 log = logging.getLogger(__name__)
 HEADLINE_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyContext:
     cfg: SynthaugConfig
     run: RunDir
-    _data: PreparedData | None = None
 
     @property
     def data(self) -> PreparedData:
-        # Decoding is cached on disk, so preparing again after a restart costs seconds.
-        if self._data is None:
-            self._data = prepare_data(self.cfg.data, seed=self.cfg.study.seeds[0])
-        return self._data
+        """The study's data, prepared once in this process (decoding is cached on disk too)."""
+        return prepared(self.cfg.data, seed=self.cfg.study.seeds[0])
 
 
 def stage_audit(ctx: StudyContext) -> None:
@@ -52,8 +48,8 @@ def stage_splits(ctx: StudyContext) -> None:
     for seed in study.seeds:
         cells[str(seed)] = {}
         for frac in study.real_fractions:
-            fit, val = cell_indices(train.labels, frac, ctx.cfg.data.val_fraction, seed)
-            cells[str(seed)][f"{frac:g}"] = {"train": train.ids[fit].tolist(), "val": train.ids[val].tolist()}
+            cell = study_cell(ctx.cfg, train, frac, seed)
+            cells[str(seed)][f"{frac:g}"] = {"train": cell.fit(train).ids.tolist(), "val": cell.val(train).ids.tolist()}
     write_json(
         ctx.run.splits,
         {"test": ctx.data.test.ids.tolist(), "removed_test": ctx.data.removed_test_ids, "cells": cells},
@@ -64,43 +60,41 @@ def stage_samples(ctx: StudyContext) -> None:
     """A grid of real training images per class, for the report."""
     train = ctx.data.train
     png = image_grid(train.images, train.labels, train.class_names)
-    atomic_write(ctx.run.root / "figures" / "real_grid.png", lambda p: p.write_bytes(png))
+    atomic_write(ctx.run.real_grid, lambda p: p.write_bytes(png))
 
 
 def stage_generators(ctx: StudyContext) -> None:
-    run_generators(ctx.cfg, ctx.run.root)
+    run_generators(ctx.cfg, ctx.run)
 
 
 def stage_banks(ctx: StudyContext) -> None:
-    run_banks(ctx.cfg, ctx.run.root)
+    run_banks(ctx.cfg, ctx.run)
 
 
 def stage_quality(ctx: StudyContext) -> None:
-    run_quality(ctx.cfg, ctx.run.root)
+    run_quality(ctx.cfg, ctx.run)
 
 
 def stage_explain(ctx: StudyContext) -> None:
     if ctx.cfg.quality.explain.enabled:
-        run_explain(ctx.cfg, ctx.run.root)
+        run_explain(ctx.cfg, ctx.run)
 
 
 def stage_classifiers(ctx: StudyContext) -> None:
-    run_classifier_grid(ctx.cfg, ctx.run.root)
+    run_classifier_grid(ctx.cfg, ctx.run)
 
 
 def stage_statistics(ctx: StudyContext) -> None:
     """Per-cell summaries and paired comparisons as CSV tables beside the results."""
-    path = ctx.run.root / "results.parquet"
-    if not path.exists():
+    if not ctx.run.results.exists():
         return
-    df = pd.read_parquet(path)
-    out = ctx.run.root / "statistics"
+    df = pd.read_parquet(ctx.run.results)
     summary = pd.concat([summarize_cells(df, m) for m in HEADLINE_METRICS], ignore_index=True)
-    atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
+    atomic_write(ctx.run.summary, lambda p: summary.to_csv(p, index=False))
     if df["policy"].nunique() > 1:
         paired = [paired_comparison(df, m, baseline=ctx.cfg.study.baseline) for m in HEADLINE_METRICS]
         table = pd.concat(paired, ignore_index=True)
-        atomic_write(out / "paired.csv", lambda p: table.to_csv(p, index=False))
+        atomic_write(ctx.run.paired, lambda p: table.to_csv(p, index=False))
 
 
 def stage_report(ctx: StudyContext) -> None:
@@ -118,14 +112,14 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("audit", lambda r: r.audit, stage_audit),
     Stage("splits", lambda r: r.splits, stage_splits),
-    Stage("samples", lambda r: r.root / "figures" / "real_grid.png", stage_samples),
-    Stage("generators", lambda r: r.root / "generators", stage_generators, always=True),
-    Stage("banks", lambda r: r.root / "banks", stage_banks, always=True),
-    Stage("quality", lambda r: r.root / "quality.json", stage_quality, always=True),
-    Stage("classifiers", lambda r: r.root / "results.parquet", stage_classifiers, always=True),
-    Stage("statistics", lambda r: r.root / "statistics" / "summary.csv", stage_statistics, always=True),
-    Stage("explain", lambda r: r.root / "explain" / "cams.json", stage_explain),
-    Stage("report", lambda r: r.root / "report.html", stage_report, always=True),
+    Stage("samples", lambda r: r.real_grid, stage_samples),
+    Stage("generators", lambda r: r.generators, stage_generators, always=True),
+    Stage("banks", lambda r: r.banks, stage_banks, always=True),
+    Stage("quality", lambda r: r.quality, stage_quality, always=True),
+    Stage("classifiers", lambda r: r.results, stage_classifiers, always=True),
+    Stage("statistics", lambda r: r.summary, stage_statistics, always=True),
+    Stage("explain", lambda r: r.cams, stage_explain),
+    Stage("report", lambda r: r.report, stage_report, always=True),
 )
 
 

@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from synthaug.config_base import StrictModel
+from synthaug.config.base import StrictModel
+
+# Classifier registry names -> the module whose import registers the builder (loaded on first use,
+# so a config validates without torch). synthaug.classifiers.registry.register_model adds to it.
+CLASSIFIERS: dict[str, str] = {
+    "cnn": "synthaug.classifiers.cnn",
+    "resnet18": "synthaug.classifiers.resnet",
+    "vit": "synthaug.classifiers.vit",
+}
 
 
 class CNNOptions(StrictModel):
@@ -45,9 +53,7 @@ class ModelConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        from synthaug.classifiers.registry import available_models
-
-        known = available_models()
+        known = sorted(CLASSIFIERS)
         if name not in known:
             raise ValueError(f"unknown classifier {name!r}; available: {known}")
         return name

@@ -1,0 +1,286 @@
+"""The run directory: the one place that names every artifact path and every cell folder.
+
+    RUN_DIR/config.yaml, environment.yaml, timings.json     what ran, with which versions, how long
+    RUN_DIR/audit.json, splits.json                          the data audit and every cell's split
+    RUN_DIR/figures/real_grid.png                            real training images per class
+    RUN_DIR/generators/<name>/f<fraction>_s<seed>/           generator.pt, trained_on.json (that cell's subset)
+    RUN_DIR/banks/<bank>/f<fraction>_s<seed>/                manifest.parquet, complete.json, scores.parquet,
+                                                             quality.json, closest_pairs.png (<bank> = <name>
+                                                             or <name>-variation)
+    RUN_DIR/judges/f<fraction>_s<seed>/                      the cell's judge classifier, reference.json, tstr/<bank>/
+    RUN_DIR/quality.json                                     every bank's quality, memorization and TSTR
+    RUN_DIR/classifiers/<cell id>/                           metrics.json (last), best.pt, history.csv, confusion.csv
+    RUN_DIR/results.parquet                                  one row per classifier cell
+    RUN_DIR/statistics/summary.csv, paired.csv               medians, CIs, paired comparisons
+    RUN_DIR/explain/cams.json, *.png                         Grad-CAM real vs synthetic
+    RUN_DIR/report.html                                      the report
+
+Light on purpose (no torch): the report and the CLI read run directories through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import platform
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import synthaug
+from synthaug.config import ConfigError, SynthaugConfig, dump_config
+from synthaug.config.generators import upgrade_generator_dict
+from synthaug.config.policies import PolicySpec, as_specs, policies_json, policies_label, policy_slug
+from synthaug.io import atomic_path, read_json, write_json, write_text
+
+MANIFEST = "manifest.parquet"  # a bank's table of images
+SCORES = "scores.parquet"  # a bank's judge confidences and memorization flags
+BANK_QUALITY = "quality.json"  # a bank's cached quality figures
+PAIRS_PNG = "closest_pairs.png"  # a bank's closest synthetic / training pairs
+BANK_COMPLETE = "complete.json"
+GENERATOR = "generator.pt"
+TRAINED_ON = "trained_on.json"
+CELL_METRICS = "metrics.json"  # a classifier cell is complete when this exists (written last)
+BEST = "best.pt"
+HISTORY = "history.csv"
+CONFUSION = "confusion.csv"
+VARIATION_SUFFIX = "-variation"
+JUDGES = "judges"
+_CELL = re.compile(r"^f(?P<fraction>[0-9.e-]+)_s(?P<seed>-?\d+)$")
+
+
+def cell_key(fraction: float, seed: int) -> str:
+    """Folder name of a (real fraction, seed) cell: ``f0.5_s0``."""
+    return f"f{fraction:g}_s{seed}"
+
+
+def parse_cell_key(key: str) -> tuple[float, int]:
+    m = _CELL.match(key)
+    if m is None:
+        raise ValueError(f"'{key}' is not a cell folder name like f0.5_s0")
+    return float(m["fraction"]), int(m["seed"])
+
+
+def bank_name(generator: str, variation: bool = False) -> str:
+    return generator + VARIATION_SUFFIX if variation else generator
+
+
+def normalize_policies(policies: Sequence[PolicySpec | str | dict[str, Any]]) -> list[PolicySpec]:
+    """Specs without ``none`` entries: ``[]`` and ``[none]`` are the same (baseline) cell."""
+    return [s for s in as_specs(list(policies)) if s.name != "none"]
+
+
+def cell_id(model: str, policies: Sequence[PolicySpec | str | dict[str, Any]], fraction: float, seed: int) -> str:
+    """Stable folder-safe id of a classifier cell, e.g. ``cnn__classical-p=0.2+basic__f0.5__s0``.
+
+    Long or sanitised policy parts are shortened and suffixed with a hash of the canonical spec
+    JSON, so two different cells never share an id.
+    """
+    specs = normalize_policies(policies)
+    slug = policy_slug(specs)
+    if len(slug) > 60 or slug != policies_label(specs).replace("(", "-").replace(")", "").replace(",", "-"):
+        digest = hashlib.sha1(policies_json(specs).encode()).hexdigest()[:8]
+        slug = f"{slug[:50]}-{digest}"
+    return f"{model}__{slug}__f{fraction:g}__s{seed}"
+
+
+@dataclass(frozen=True)
+class BankRef:
+    """One bank folder ``RUN_DIR/banks/<name>/f<fraction>_s<seed>/``."""
+
+    name: str
+    fraction: float
+    seed: int
+    path: Path
+
+    @property
+    def cell(self) -> str:
+        return cell_key(self.fraction, self.seed)
+
+    def relative(self, name: str) -> str:
+        """Path of a file of this bank relative to the run directory (what JSON records hold)."""
+        return (self.path.relative_to(self.path.parents[2]) / name).as_posix()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # --- files at the top -------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def environment(self) -> Path:
+        return self.root / "environment.yaml"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.parquet"
+
+    @property
+    def quality(self) -> Path:
+        return self.root / "quality.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def real_grid(self) -> Path:
+        return self.root / "figures" / "real_grid.png"
+
+    @property
+    def statistics(self) -> Path:
+        return self.root / "statistics"
+
+    @property
+    def summary(self) -> Path:
+        return self.statistics / "summary.csv"
+
+    @property
+    def paired(self) -> Path:
+        return self.statistics / "paired.csv"
+
+    @property
+    def explain(self) -> Path:
+        return self.root / "explain"
+
+    @property
+    def cams(self) -> Path:
+        return self.explain / "cams.json"
+
+    # --- folders per cell ----------------------------------------------------------------------
+    @property
+    def generators(self) -> Path:
+        return self.root / "generators"
+
+    @property
+    def banks(self) -> Path:
+        return self.root / "banks"
+
+    def generator_dir(self, name: str, fraction: float, seed: int) -> Path:
+        return self.generators / name / cell_key(fraction, seed)
+
+    def bank_dir(self, bank: str, fraction: float, seed: int) -> Path:
+        return self.banks / bank / cell_key(fraction, seed)
+
+    def judge_dir(self, fraction: float, seed: int) -> Path:
+        return self.root / JUDGES / cell_key(fraction, seed)
+
+    def tstr_dir(self, fraction: float, seed: int, bank: str) -> Path:
+        """The TSTR classifier of a bank, beside its cell's judge."""
+        return self.judge_dir(fraction, seed) / "tstr" / bank
+
+    def classifier_dir(self, cell: str) -> Path:
+        """Folder of the classifier cell with id ``cell`` (see :func:`cell_id`)."""
+        return self.root / "classifiers" / cell
+
+    def find_banks(self) -> list[BankRef]:
+        """Every bank with a manifest, ordered by cell then name."""
+        refs = []
+        for manifest in self.banks.glob(f"*/f*_s*/{MANIFEST}"):
+            try:
+                fraction, seed = parse_cell_key(manifest.parent.name)
+            except ValueError:
+                continue
+            refs.append(BankRef(manifest.parent.parent.name, fraction, seed, manifest.parent))
+        return sorted(refs, key=lambda r: (r.seed, r.fraction, r.name))
+
+    def append_result(self, row: dict[str, Any]) -> None:
+        """Add a classifier cell's row to ``results.parquet`` atomically, replacing any row with its ``cell_id``.
+
+        Only the study's main process calls this, so workers never write the same file.
+        """
+        import pandas as pd
+
+        new = pd.DataFrame([row])
+        if self.results.exists():
+            old = pd.read_parquet(self.results)
+            old = old[old["cell_id"] != row["cell_id"]]
+            new = pd.concat([old, new], ignore_index=True) if len(old) else new
+        with atomic_path(self.results) as tmp:
+            new.to_parquet(tmp, index=False)
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+    def recorded_study(self) -> dict[str, Any]:
+        """The ``study:`` section of the recorded config, as plain data."""
+        return (yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}).get("study", {})
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Add a finished stage's wall time to ``timings.json`` (summed over the attempts of a resumed run)."""
+        times = read_json(self.timings) if self.timings.exists() else {}
+        entry = times.get(stage, {"seconds": 0.0, "runs": 0})
+        times[stage] = {
+            "seconds": round(entry["seconds"] + seconds, 3),
+            "runs": entry["runs"] + 1,
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        write_json(self.timings, times)
+
+    def init(self, cfg: SynthaugConfig) -> None:
+        """Create the folder and record the resolved config; refuse to mix two different studies."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = dump_config(cfg)
+        if self.config.exists() and _results_part(self.config.read_text(encoding="utf-8")) != _results_part(text):
+            raise ConfigError(
+                f"run directory '{self.root}' holds a study with a different configuration ({self.config}); "
+                "use a new --out folder, or the same config to resume"
+            )
+        write_text(self.config, text)
+        write_text(self.environment, yaml.safe_dump(environment(), sort_keys=False))
+
+
+# Settings that change how fast a study runs, not what it computes: a resumed run may change them.
+EXECUTION_KEYS = (("study", "workers"), ("train", "threads"), ("data", "workers"))
+
+
+def _results_part(text: str) -> dict:
+    """The recorded config without its execution settings (what must match to resume)."""
+    raw = yaml.safe_load(text) or {}
+    study = raw.get("study")
+    if isinstance(study, dict) and isinstance(study.get("generators"), list):  # run dirs of synthaug 0.1
+        study["generators"] = [upgrade_generator_dict(g) for g in study["generators"] if isinstance(g, dict)]
+    for section, key in EXECUTION_KEYS:
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
+    return raw
+
+
+def environment() -> dict[str, str]:
+    """Versions that made the artifacts (the report prints them next to the results)."""
+    import numpy
+    import torch
+    import torchvision
+
+    return {
+        "synthaug": synthaug.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": str(torch.__version__),
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda or "none",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+    }
