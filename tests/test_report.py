@@ -128,3 +128,30 @@ def test_every_image_of_the_synthetic_sections_loads_in_headless_chromium(trust_
     images = _loaded_images(trust_dir / "report.html")
     assert len(images) >= 14
     assert all(done and w > 0 and h > 0 for done, w, h in images), images
+
+
+EVIL = "<img src=x onerror=document.title='pwned'>"
+
+
+def test_class_names_from_folders_render_as_text_in_the_browser(tmp_path: Path) -> None:
+    """A class folder named like an HTML tag shows as text everywhere in the report (no element, no script)."""
+    from synthaug.data.phantoms import generate
+    from synthaug.data.prepare import write_image_folder
+
+    root = tmp_path / "data"
+    write_image_folder(generate(60, 16, seed=2), root)
+    for split in ("Training", "Testing", "masks/Training", "masks/Testing"):
+        (root / split / "glioma").rename(root / split / EVIL)
+    sets = ["data.size=16", "study.seeds=[0]", "study.workers=1", "train.epochs=1", "quality.enabled=false"]
+    sets += ['study.policies=[[], ["classical:p=0.5"]]', f"data.source={root}", f"data.cache_dir={tmp_path / 'c'}"]
+    run = run_study(load_config(None, sets), tmp_path / "run")
+    html = (run.root / "report.html").read_text()
+    assert "&lt;img src=x onerror=" in html and EVIL not in html
+    browser = _browser()
+    try:
+        browser.get((run.root / "report.html").as_uri())
+        sources = browser.execute_script("return Array.from(document.images).map(i => i.getAttribute('src'));")
+        assert browser.title.startswith("synthaug report") and "x" not in sources
+        assert EVIL in browser.execute_script("return document.body.innerText;")  # shown as text
+    finally:
+        browser.quit()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import signal
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, ParamSpec
 
 import typer
 from pydantic import ValidationError
@@ -15,11 +20,14 @@ from synthaug.config.classifier import CLASSIFIERS
 from synthaug.config.generators import SAMPLER_NAMES
 from synthaug.config.policies import available_policies
 from synthaug.data.sources import SourceError
+from synthaug.errors import describe_os_error, resume_hint
+from synthaug.lock import RunDirLocked
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Does synthetic data beat classical augmentation? Measure it."
 )
 log = logging.getLogger("synthaug")
+P = ParamSpec("P")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -31,19 +39,52 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception | str) -> None:
     if isinstance(exc, ValidationError):  # pydantic: keep the message, drop the URL boilerplate
         exc = ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command like Ctrl-C: cleanly, with a message
+
+
+def guarded(command: Callable[P, None]) -> Callable[P, None]:
+    """Turn file-system failures and interruptions of ``command`` into one line (``-v``: with traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.secho(
+                f"interrupted: finished work is kept; run the same command to resume ({resume_hint()})",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        except (OSError, RuntimeError) as exc:
+            message = describe_os_error(exc)
+            if message is None:
+                raise
+            if logging.getLogger().isEnabledFor(logging.DEBUG):  # -v
+                traceback.print_exc()
+            _fail(message)
+
+    return wrapper
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging and tracebacks")] = False,
+) -> None:
     _setup_logging(verbose)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @app.command()
+@guarded
 def audit(
     data: Annotated[str, typer.Argument(help="image folder, parquet file/folder, hf:<id>, or 'phantom'")],
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the audit as JSON here")] = None,
@@ -70,6 +111,7 @@ def audit(
 
 
 @app.command()
+@guarded
 def phantoms(
     out: Annotated[Path, typer.Argument(help="output folder (Training/, Testing/, masks/)")],
     n: Annotated[int, typer.Option(help="number of images")] = 2000,
@@ -108,6 +150,7 @@ def _parse_weights(text: str) -> dict[str, float]:
 
 
 @app.command()
+@guarded
 def run(
     config: Annotated[Path, typer.Argument(help="study YAML (see configs/)")],
     data: Annotated[str | None, typer.Option(help="override data.source (folder, parquet, hf:<id>, phantom)")] = None,
@@ -124,12 +167,13 @@ def run(
     try:
         cfg = load_config(config, overrides)
         run_dir = run_study(cfg, out, set(force or []))
-    except (ConfigError, SourceError, ValueError) as exc:
+    except (ConfigError, SourceError, ValueError, RunDirLocked) as exc:
         _fail(exc)
     typer.echo(f"study complete: {run_dir.root} (report: {run_dir.root / 'report.html'})")
 
 
 @app.command()
+@guarded
 def report(run_dir: Annotated[Path, typer.Argument(help="a finished (or partial) run directory")]) -> None:
     """Rebuild RUN_DIR/report.html from the run directory alone."""
     from synthaug.report import build_report
@@ -142,6 +186,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a finished (or partial)
 
 
 @app.command()
+@guarded
 def table(
     run_dir: Annotated[Path, typer.Argument(help="a run directory whose statistics stage has run")],
     metric: Annotated[
@@ -160,6 +205,7 @@ def table(
 
 
 @app.command("train-classifier")
+@guarded
 def train_classifier(
     run_dir: Annotated[Path, typer.Argument(help="run directory made by `synthaug run` (its config.yaml is used)")],
     model: Annotated[str, typer.Option(help=f"classifier registry key: {', '.join(CLASSIFIERS)}")] = "cnn",
@@ -198,6 +244,7 @@ def train_classifier(
 
 
 @app.command()
+@guarded
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="run directory with trained classifiers (made by `synthaug run`)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. quality.explain.per_class=8")] = None,
@@ -217,6 +264,7 @@ def explain(
 
 
 @app.command("train-generator")
+@guarded
 def train_generator(
     out: Annotated[Path, typer.Argument(help="output folder (checkpoints, loss.csv, sample grids, generator.pt)")],
     data: Annotated[str | None, typer.Option(help="training data (folder, parquet, hf:<id>, phantom)")] = None,
@@ -254,6 +302,7 @@ def train_generator(
 
 
 @app.command()
+@guarded
 def sample(
     checkpoint: Annotated[Path, typer.Argument(help="generator.pt written by train-generator or a study")],
     out: Annotated[Path, typer.Option(help="bank root: images go to OUT/<family>/<class>/*.png")] = Path("synthetic"),

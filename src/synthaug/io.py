@@ -38,6 +38,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def save_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically, byte-identical for identical ``obj``.
+
+    Saving to a file name records that name in the archive (the random temporary name would make
+    two saves of the same weights differ); saving to a buffer records a fixed one.
+    """
+    import io
+
+    import torch  # only callers that save tensors pay for the import
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
+
+
+def remove_orphans(root: str | Path) -> list[Path]:
+    """Delete temporary files that :func:`atomic_path` left behind when a process was killed mid-write.
+
+    Only safe while no other process writes below ``root`` (the run directory's lock ensures it).
+    """
+    orphans = [p for p in Path(root).rglob(".*.tmp*") if p.is_file()]
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    return orphans
+
+
 def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
     """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
     with atomic_path(path) as tmp:

@@ -25,6 +25,7 @@ import hashlib
 import platform
 import re
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +187,16 @@ class RunDir:
     def bank_dir(self, bank: str, fraction: float, seed: int) -> Path:
         return self.banks / bank / cell_key(fraction, seed)
 
+    @property
+    def judges(self) -> Path:
+        return self.root / JUDGES
+
+    @property
+    def classifiers(self) -> Path:
+        return self.root / "classifiers"
+
     def judge_dir(self, fraction: float, seed: int) -> Path:
-        return self.root / JUDGES / cell_key(fraction, seed)
+        return self.judges / cell_key(fraction, seed)
 
     def tstr_dir(self, fraction: float, seed: int, bank: str) -> Path:
         """The TSTR classifier of a bank, beside its cell's judge."""
@@ -195,7 +204,7 @@ class RunDir:
 
     def classifier_dir(self, cell: str) -> Path:
         """Folder of the classifier cell with id ``cell`` (see :func:`cell_id`)."""
-        return self.root / "classifiers" / cell
+        return self.classifiers / cell
 
     def find_banks(self) -> list[BankRef]:
         """Every bank with a manifest, ordered by cell then name."""
@@ -228,28 +237,77 @@ class RunDir:
         """The ``study:`` section of the recorded config, as plain data."""
         return (yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}).get("study", {})
 
-    def record_time(self, stage: str, seconds: float) -> None:
-        """Add a finished stage's wall time to ``timings.json`` (summed over the attempts of a resumed run)."""
+    def record_time(self, stage: str, seconds: float, finished: bool = True) -> None:
+        """Add an attempt's wall time in ``stage`` to ``timings.json`` (summed over the attempts of a resumed
+        run; ``finished=False`` for an attempt that was interrupted or failed)."""
         times = read_json(self.timings) if self.timings.exists() else {}
+        times.pop(RUNNING, None)
         entry = times.get(stage, {"seconds": 0.0, "runs": 0})
-        times[stage] = {
-            "seconds": round(entry["seconds"] + seconds, 3),
-            "runs": entry["runs"] + 1,
-            "finished": dt.datetime.now().isoformat(timespec="seconds"),
-        }
+        entry = {**entry, "seconds": round(entry["seconds"] + seconds, 3)}
+        if finished:
+            entry |= {"runs": entry["runs"] + 1, "finished": dt.datetime.now().isoformat(timespec="seconds")}
+        else:
+            entry["interrupted"] = entry.get("interrupted", 0) + 1
+        times[stage] = entry
         write_json(self.timings, times)
 
-    def init(self, cfg: SynthaugConfig) -> None:
-        """Create the folder and record the resolved config; refuse to mix two different studies."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        text = dump_config(cfg)
-        if self.config.exists() and _results_part(self.config.read_text(encoding="utf-8")) != _results_part(text):
+    def check(self, cfg: SynthaugConfig) -> None:
+        """Refuse to mix two studies: a recorded config must match ``cfg`` but for execution settings."""
+        if not self.config.exists():
+            return
+        differ = _differences(_results_part(self.config.read_text(encoding="utf-8")), _results_part(dump_config(cfg)))
+        if differ:
+            shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
             raise ConfigError(
-                f"run directory '{self.root}' holds a study with a different configuration ({self.config}); "
-                "use a new --out folder, or the same config to resume"
+                f"run directory '{self.root}' holds a study with a different configuration ({self.config}): "
+                f"{shown} differ. Use a new --out folder, or the same config to resume"
             )
-        write_text(self.config, text)
+
+    def record(self, cfg: SynthaugConfig) -> None:
+        """Write the resolved config and the versions of this attempt."""
+        write_text(self.config, dump_config(cfg))
         write_text(self.environment, yaml.safe_dump(environment(), sort_keys=False))
+
+    def stage_times(self) -> dict[str, dict[str, Any]]:
+        """Wall time per stage, summed over attempts (finished and interrupted ones)."""
+        times = read_json(self.timings) if self.timings.exists() else {}
+        return {k: v for k, v in times.items() if k != RUNNING}
+
+    def start_stage(self, stage: str) -> None:
+        """Note in ``timings.json`` which stage runs since when (an attempt killed in it is counted later)."""
+        times = read_json(self.timings) if self.timings.exists() else {}
+        times[RUNNING] = {"stage": stage, "started": time.time()}
+        write_json(self.timings, times)
+
+    def account_interrupted(self, holder: dict[str, Any] | None) -> None:
+        """Add the time of an attempt that died inside a stage to that stage's total.
+
+        ``holder``: the stale lock this attempt took over; its last heartbeat says when the
+        killed attempt was last alive (without one, the killed attempt's time is unknown: 0 s).
+        """
+        times = read_json(self.timings) if self.timings.exists() else {}
+        running = times.pop(RUNNING, None)
+        if running is None:
+            return
+        until = float(holder["last_heartbeat"]) if holder and "last_heartbeat" in holder else running["started"]
+        entry = times.get(running["stage"], {"seconds": 0.0, "runs": 0})
+        entry["seconds"] = round(entry["seconds"] + max(0.0, until - running["started"]), 3)
+        entry["interrupted"] = entry.get("interrupted", 0) + 1
+        times[running["stage"]] = entry
+        write_json(self.timings, times)
+
+
+RUNNING = "_running"  # timings.json: the stage the current (or a killed) attempt is in
+
+
+def _differences(a: Any, b: Any, key: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in list(a) + [k for k in b if k not in a]:
+            out += _differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        return out
+    return [] if a == b else [key]
 
 
 # Settings that change how fast a study runs, not what it computes: a resumed run may change them.

@@ -22,7 +22,7 @@ from synthaug.classifiers.evaluate import evaluate
 from synthaug.classifiers.registry import create_model
 from synthaug.config.classifier import ModelConfig, TrainConfig
 from synthaug.data.imageset import ImageSet, to_float
-from synthaug.io import atomic_path
+from synthaug.io import atomic_path, save_torch
 from synthaug.rundir import BEST, HISTORY
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,7 @@ def train_classifier(
 
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Atomically write ``meta`` (model config, classes, epoch, ...) with the weights."""
-    with atomic_path(path) as tmp:
-        torch.save({**meta, "state_dict": state_dict}, tmp)
+    save_torch(path, {**meta, "state_dict": state_dict})
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:

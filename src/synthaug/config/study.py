@@ -16,6 +16,13 @@ from synthaug.config.policies import FromBank, PolicySpec, as_specs, policies_la
 from synthaug.config.quality import QualityConfig
 
 
+def _unique(values: list[Any], key: str) -> list[Any]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{key} lists {repeated} more than once; each would train the same cells twice")
+    return values
+
+
 class BankConfig(StrictModel):
     """How synthetic banks are drawn (diffusion sampler settings default to each generator's)."""
 
@@ -77,7 +84,15 @@ class StudyConfig(StrictModel):
         bad = [f for f in value if not 0 < f <= 1]
         if bad:
             raise ValueError(f"real fractions must lie in (0, 1], got {bad}")
-        return value
+        return _unique(value, "real_fractions")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        bad = [s for s in value if s < 0]
+        if bad:
+            raise ValueError(f"seeds must be non-negative integers, got {bad}")
+        return _unique(value, "seeds")
 
     @model_validator(mode="after")
     def _check_generators(self) -> StudyConfig:
@@ -100,6 +115,10 @@ class StudyConfig(StrictModel):
                 able = [f for f, c in FAMILIES.items() if c.variations]
                 raise ValueError(f"policy {spec.label()!r}: variations need a family that makes them ({able})")
         return self
+
+    def all_specs(self) -> list[PolicySpec]:
+        """Every policy spec of every combination, in order."""
+        return [spec for combo in self.policies for spec in combo]
 
     def policy_labels(self) -> list[str]:
         return [policies_label([s for s in combo if s.name != "none"]) for combo in self.policies]

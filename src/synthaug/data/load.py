@@ -91,17 +91,21 @@ def phash_int(gray: np.ndarray) -> int:
 
 def _scan_one(args: tuple[RawItem, int]) -> tuple[str, int, int, str, str, int, np.ndarray, np.ndarray | None]:
     item, size = args
+    mask = None
     try:
         im = item.open()
         mode, (w, h) = im.mode, im.size
         gray = to_gray(im)
+        if item.mask_path is not None:
+            try:
+                with Image.open(item.mask_path) as m:
+                    mask = to_square(np.asarray(m.convert("L")), size, Image.Resampling.NEAREST) > 127
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise ValueError(f"its lesion mask {item.mask_path} is unreadable ({reason})") from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         return "", 0, 0, f"{type(exc).__name__}: {exc}", "", 0, np.zeros((size, size), np.uint8), None
     exact = hashlib.sha1(np.ascontiguousarray(gray).tobytes() + str(gray.shape).encode()).hexdigest()
-    mask = None
-    if item.mask_path is not None:
-        with Image.open(item.mask_path) as m:
-            mask = to_square(np.asarray(m.convert("L")), size, Image.Resampling.NEAREST) > 127
     return mode, w, h, "", exact, phash_int(gray), to_square(gray, size), mask
 
 

@@ -108,7 +108,45 @@ def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
     if leaked.any():
         log.info("removed %d test images that duplicate a training image", leaked.sum())
     data = scan_to_imageset(scan, ~leaked)
-    return PreparedData(data.split("train"), data.split("test"), report, scan.ids[leaked].tolist())
+    train, test = data.split("train"), data.split("test")
+    report["class_warnings"] = check_classes(train, test, cfg.source)
+    return PreparedData(train, test, report, scan.ids[leaked].tolist())
+
+
+MIN_TRAIN_PER_CLASS = 5  # fewer readable training images than this: a named warning
+
+
+def check_classes(train: ImageSet, test: ImageSet, source: str) -> list[str]:
+    """Refuse class sets that make metrics meaningless; return warnings for thin ones (also logged).
+
+    Errors: fewer than two classes with training images; a class with no readable training
+    image (a test-only class folder, a label no training row carries, a class whose every file
+    is unreadable): its model could never predict it, and macro averages would include it.
+    Warnings: a class missing from the test split, a class with very few training images.
+    """
+    n_train, n_test = train.class_counts(), test.class_counts()
+    names = train.class_names
+    empty = [f"'{names[c]}' ({n_test[c]} test images)" for c in range(len(names)) if n_train[c] == 0]
+    if empty:
+        raise SourceError(
+            f"{source}: class(es) {', '.join(empty)} have no readable training images, so no classifier can learn "
+            "them and their metrics would be meaningless. Add training images, remove the class from every split, "
+            "or (parquet) check the label column and data.class_names"
+        )
+    if len(names) < 2:
+        raise SourceError(f"{source}: only one class ({names[0]!r}); a classifier needs at least two")
+    warnings = []
+    for c, name in enumerate(names):
+        if n_test[c] == 0:
+            warnings.append(
+                f"class '{name}' has no test images: its test recall and F1 are undefined, and test macro averages "
+                "score the model on the other classes only"
+            )
+        if n_train[c] < MIN_TRAIN_PER_CLASS:
+            warnings.append(f"class '{name}' has only {n_train[c]} training image(s); its results will be noisy")
+    for w in warnings:
+        log.warning("%s: %s", source, w)
+    return warnings
 
 
 def prepared(cfg: DataConfig, seed: int = 0) -> PreparedData:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from synthaug.data.imageset import ImageSet
 from synthaug.generators.base import Generator, derive_seed
 from synthaug.generators.variation import make_variations, pick_sources
-from synthaug.io import atomic_path, read_json, write_json
+from synthaug.io import atomic_path, read_json, remove_orphans, write_json
 from synthaug.rundir import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def write_bank(
             "choose another directory or remove it"
         )
     write_json(out_dir / "bank.json", meta)
+    remove_orphans(out_dir)  # images half-written by a killed attempt (this bank's task alone writes here)
     rows = pd.read_parquet(out_dir / MANIFEST).to_dict("records") if (out_dir / MANIFEST).exists() else []
     done = {r["id"] for r in rows}
     todo = {c: [k for k in range(n) if image_id(family, seed, c, k) not in done] for c, n in sorted(counts.items())}

@@ -27,7 +27,7 @@ from synthaug.config.generators import FAMILIES, GeneratorConfig, parse_generato
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
 from synthaug.device import pick_device
 from synthaug.generators.training import Trainer, train_loop
-from synthaug.io import atomic_path, write_json
+from synthaug.io import save_torch, write_json
 from synthaug.rundir import GENERATOR
 
 RngLike = torch.Generator | int | Sequence[torch.Generator]
@@ -171,8 +171,7 @@ class Generator(ABC):
             "data_size": self.data_size,
             "nets": {k: net.state_dict() for k, net in self.nets.items()},
         }
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_torch(path, state)
         self.checkpoint_hash = file_hash(path)
         return Path(path)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from synthaug.config.generators import GeneratorConfig, upgrade_generator_dict
 from synthaug.data.imageset import to_uint8
-from synthaug.io import atomic_path, atomic_write
+from synthaug.io import atomic_write, save_torch
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "train_state.pt"
@@ -107,8 +107,7 @@ def _save_checkpoint(
         "history": history,
         "rng": {k: g.get_state() for k, g in gens.items()} | {"torch": torch.get_rng_state()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
     atomic_write(path.parent / "loss.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
 
 

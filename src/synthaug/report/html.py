@@ -129,12 +129,15 @@ def config_section(run: RunDir) -> str | None:
     env = yaml.safe_load(run.environment.read_text(encoding="utf-8")) if run.environment.exists() else {}
     rows = [[k, v] for k, v in env.items()]
     parts = [table(["component", "version"], rows)]
-    if run.timings.exists():
-        times = read_json(run.timings)
+    times = run.stage_times()
+    if times:
         parts.append(
             table(
-                ["stage", "wall time (s, all attempts)", "attempts", "last finished"],
-                [[name, f"{t['seconds']:.0f}", t["runs"], t["finished"]] for name, t in times.items()],
+                ["stage", "wall time (s, all attempts)", "attempts finished", "attempts interrupted", "last finished"],
+                [
+                    [name, f"{t['seconds']:.0f}", t.get("runs", 0), t.get("interrupted", 0), t.get("finished", "–")]
+                    for name, t in times.items()
+                ],
             )
             + f"<p class='muted'>Total {sum(t['seconds'] for t in times.values()) / 60:.1f} min of wall time, "
             "including earlier attempts of a resumed run; this report's own build is counted from the next one.</p>"

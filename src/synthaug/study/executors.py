@@ -51,10 +51,19 @@ class LocalProcessExecutor:
 
     def run(self, tasks: Sequence[Callable[[], T]]) -> Iterator[tuple[int, T]]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        with ProcessPoolExecutor(self.workers) as pool:
+        pool = ProcessPoolExecutor(self.workers)
+        try:
             futures = {pool.submit(_call_with_threads, t, threads): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
+        except BaseException:
+            # Interrupted or a task failed: stop the workers now instead of waiting for their tasks
+            # (finished tasks' outputs are on disk; unfinished ones rerun when the study resumes).
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def available_memory_bytes() -> int:

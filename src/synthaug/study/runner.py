@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,18 +12,21 @@ from pathlib import Path
 import pandas as pd
 
 from synthaug.config import SynthaugConfig
+from synthaug.config.policies import FromBank, policy_params
 from synthaug.data.prepare import PreparedData, prepared
-from synthaug.io import atomic_write, write_json
+from synthaug.io import atomic_write, remove_orphans, write_json
+from synthaug.lock import RunLock
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
-from synthaug.rundir import RunDir
+from synthaug.rundir import BANK_QUALITY, PAIRS_PNG, SCORES, RunDir
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
 from synthaug.study.synthetic import run_banks, run_generators, study_cell
 
 log = logging.getLogger(__name__)
+MIN_CELL_PER_CLASS = 3  # a cell's real subset with fewer images of a class gets a named warning
 HEADLINE_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1")
 
 
@@ -45,15 +49,22 @@ def stage_splits(ctx: StudyContext) -> None:
     """Record by file id which images train, validate and test every (seed, real fraction) cell."""
     train, study = ctx.data.train, ctx.cfg.study
     cells: dict[str, dict[str, dict[str, list[str]]]] = {}
+    thin: list[str] = []
     for seed in study.seeds:
         cells[str(seed)] = {}
         for frac in study.real_fractions:
             cell = study_cell(ctx.cfg, train, frac, seed)
-            cells[str(seed)][f"{frac:g}"] = {"train": cell.fit(train).ids.tolist(), "val": cell.val(train).ids.tolist()}
-    write_json(
-        ctx.run.splits,
-        {"test": ctx.data.test.ids.tolist(), "removed_test": ctx.data.removed_test_ids, "cells": cells},
-    )
+            fit, val = cell.fit(train), cell.val(train)
+            cells[str(seed)][f"{frac:g}"] = {"train": fit.ids.tolist(), "val": val.ids.tolist()}
+            thin += [
+                f"real fraction {frac:g}, seed {seed}: class '{name}' has {n} training image(s)"
+                for name, n in zip(train.class_names, fit.class_counts().tolist(), strict=True)
+                if n < MIN_CELL_PER_CLASS
+            ]
+    for line in thin:
+        log.warning("%s (fewer than %d: noisy results; use a larger real fraction)", line, MIN_CELL_PER_CLASS)
+    record = {"test": ctx.data.test.ids.tolist(), "removed_test": ctx.data.removed_test_ids, "cells": cells}
+    write_json(ctx.run.splits, {**record, "warnings": thin})
 
 
 def stage_samples(ctx: StudyContext) -> None:
@@ -101,43 +112,109 @@ def stage_report(ctx: StudyContext) -> None:
     build_report(ctx.run.root)
 
 
+def _bank_scores(run: RunDir) -> list[Path]:
+    return [p for ref in run.find_banks() for p in (ref.path / SCORES, ref.path / BANK_QUALITY, ref.path / PAIRS_PNG)]
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     artifact: Callable[[RunDir], Path]
     run: Callable[[StudyContext], None]
     always: bool = False  # run every time: it resumes inside (grid) or only summarises other artifacts
+    outputs: Callable[[RunDir], list[Path]] = lambda r: []  # what --force removes before it reruns
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("audit", lambda r: r.audit, stage_audit),
-    Stage("splits", lambda r: r.splits, stage_splits),
-    Stage("samples", lambda r: r.real_grid, stage_samples),
-    Stage("generators", lambda r: r.generators, stage_generators, always=True),
-    Stage("banks", lambda r: r.banks, stage_banks, always=True),
-    Stage("quality", lambda r: r.quality, stage_quality, always=True),
-    Stage("classifiers", lambda r: r.results, stage_classifiers, always=True),
-    Stage("statistics", lambda r: r.summary, stage_statistics, always=True),
-    Stage("explain", lambda r: r.cams, stage_explain),
-    Stage("report", lambda r: r.report, stage_report, always=True),
+    Stage("audit", lambda r: r.audit, stage_audit, outputs=lambda r: [r.audit]),
+    Stage("splits", lambda r: r.splits, stage_splits, outputs=lambda r: [r.splits]),
+    Stage("samples", lambda r: r.real_grid, stage_samples, outputs=lambda r: [r.real_grid]),
+    Stage("generators", lambda r: r.generators, stage_generators, True, lambda r: [r.generators]),
+    Stage("banks", lambda r: r.banks, stage_banks, True, lambda r: [r.banks]),
+    Stage("quality", lambda r: r.quality, stage_quality, True, lambda r: [r.judges, r.quality, *_bank_scores(r)]),
+    Stage("classifiers", lambda r: r.results, stage_classifiers, True, lambda r: [r.classifiers, r.results]),
+    Stage("statistics", lambda r: r.summary, stage_statistics, True, lambda r: [r.statistics]),
+    Stage("explain", lambda r: r.cams, stage_explain, outputs=lambda r: [r.explain]),
+    Stage("report", lambda r: r.report, stage_report, True, lambda r: [r.report]),
 )
+# What each stage's artifacts feed: forcing a stage reruns these too.
+FEEDS: dict[str, tuple[str, ...]] = {
+    "audit": ("report",),
+    "splits": ("report",),
+    "samples": ("report",),
+    "generators": ("banks",),
+    "banks": ("quality", "classifiers", "explain"),
+    "quality": ("report",),  # and the classifiers when a policy filters by the judges' scores
+    "classifiers": ("statistics", "explain"),
+    "statistics": ("report",),
+    "explain": ("report",),
+    "report": (),
+}
+
+
+def forced_stages(names: set[str], filters: bool = False) -> list[str]:
+    """The named stages and every stage downstream of them, in stage order.
+
+    ``filters``: some policy filters synthetic images by the quality stage's scores.
+    """
+    unknown = names - {s.name for s in STAGES}
+    if unknown:
+        raise ValueError(f"--force names unknown stage(s) {sorted(unknown)}; stages are {[s.name for s in STAGES]}")
+    todo, seen = list(names), set(names)
+    while todo:
+        name = todo.pop()
+        for nxt in FEEDS[name] + (("classifiers",) if name == "quality" and filters else ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return [s.name for s in STAGES if s.name in seen]
+
+
+def _clear(stage: Stage, run: RunDir) -> None:
+    removed = [p for p in stage.outputs(run) if p.exists()]
+    for path in removed:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log.info("stage %s: forced; removed %s", stage.name, ", ".join(p.relative_to(run.root).as_posix() for p in removed)
+             or "nothing (no outputs yet)")  # fmt: skip
 
 
 def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> RunDir:
-    """Run every stage whose artifact is missing (or forced); return the run directory."""
-    force = force or set()
-    unknown = force - {s.name for s in STAGES}
-    if unknown:
-        raise ValueError(f"--force names unknown stage(s) {sorted(unknown)}; stages are {[s.name for s in STAGES]}")
+    """Run every stage whose artifact is missing (or forced); return the run directory.
+
+    The run directory is locked for the whole run; the data are read and checked before
+    anything is recorded, so a failed start leaves nothing that refuses the corrected command.
+    """
+    filters = any(isinstance(p, FromBank) and p.filtered for p in map(policy_params, cfg.study.all_specs()))
+    forced = forced_stages(force or set(), filters)
     run = RunDir(out)
-    run.init(cfg)
-    ctx = StudyContext(cfg, run)
-    for stage in STAGES:
-        if stage.artifact(run).exists() and stage.name not in force and not stage.always:
-            log.info("stage %s: complete, skipped", stage.name)
-            continue
-        log.info("stage %s: running", stage.name)
-        started = time.perf_counter()
-        stage.run(ctx)
-        run.record_time(stage.name, time.perf_counter() - started)
+    with RunLock(run.root) as lock:
+        run.check(cfg)
+        ctx = StudyContext(cfg, run)
+        ctx.data  # noqa: B018  (reads and checks the data: bad input fails here, before config.yaml is written)
+        run.record(cfg)
+        if orphans := remove_orphans(run.root):
+            log.info("removed %d temporary files left by an interrupted run", len(orphans))
+        run.account_interrupted(lock.taken_over)
+        if forced:
+            extra = sorted(set(forced) - (force or set()))
+            also = f" and what depends on it: {', '.join(extra)}" if extra else ""
+            log.info("forced: %s%s", ", ".join(sorted(force or set())), also)
+        for stage in STAGES:
+            if stage.name in forced:
+                _clear(stage, run)
+            elif stage.artifact(run).exists() and not stage.always:
+                log.info("stage %s: complete, skipped", stage.name)
+                continue
+            log.info("stage %s: running", stage.name)
+            started = time.perf_counter()
+            run.start_stage(stage.name)
+            try:
+                stage.run(ctx)
+            except BaseException as exc:
+                seconds = time.perf_counter() - started
+                run.record_time(stage.name, seconds, finished=False)
+                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
+                log.warning("stage %s %s after %.0f s; its finished tasks are kept", stage.name, what, seconds)
+                raise
+            run.record_time(stage.name, time.perf_counter() - started)
     return run
