@@ -45,7 +45,7 @@ def test_cell_id_is_stable_and_folder_safe() -> None:
 
 def test_run_cell_writes_artifacts_and_returns_a_flat_row(tmp_path: Path) -> None:
     train = pool(60, 0)
-    cell = Cell.of(train.labels, 0.5, 0, val_fraction=0.15)
+    cell = Cell.of(train, 0.5, 0, val_fraction=0.15)
     row = run_cell(train, pool(24, 1), CFG, ["classical:p=0.5", "basic"], cell, tmp_path, device="cpu")
     for name in ("metrics.json", "history.csv", "confusion.csv", "best.pt"):
         assert (tmp_path / name).exists(), name

@@ -135,7 +135,7 @@ def test_policies_combine_with_classical_and_need_a_run_directory(bank: Path, tm
     target.parent.mkdir(parents=True)
     target.symlink_to(bank)
     policies = [build_policy(parse_policy(p)) for p in ("synthetic:gen=vae,y=0.5", "classical:p=0.5")]
-    cell = Cell.of(real.labels, 1.0, 0, val_fraction=0.15, run=RunDir(run))
+    cell = Cell.of(real, 1.0, 0, val_fraction=0.15, run=RunDir(run))
     out = expand_training_set(real, policies, seed=0, cell=cell)
     assert len(out) == 12 + 6 + 6  # real + y·N synthetic + p·N classical copies of the real images
     assert sum(str(i).startswith("vae-") for i in out.ids) == 6

@@ -75,13 +75,19 @@ def _thumbnails(pixels: np.ndarray, side: int = CORRELATION_SIDE) -> np.ndarray:
     return pixels.reshape(n, side, k, side, k).mean(axis=(2, 4), dtype=np.float32)
 
 
+def unit_rows(pixels: np.ndarray) -> np.ndarray:
+    """(N, S, S) uint8 -> (N, D) float32 centred unit rows of block means: a dot product is Pearson r."""
+    x = _thumbnails(pixels).reshape(len(pixels), -1)
+    x -= x.mean(1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6
+    return x
+
+
 def near_pairs(scan: Scan, phash_max_distance: int, min_correlation: float) -> tuple[np.ndarray, np.ndarray]:
     """Pairs passing both the perceptual-hash and the pixel-correlation test (chunked, vectorised)."""
     ok = np.flatnonzero(scan.ok)
     hashes = scan.phash[ok]
-    x = _thumbnails(scan.pixels[ok]).reshape(len(ok), -1)
-    x -= x.mean(1, keepdims=True)
-    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6  # rows now have unit norm: dot = Pearson r
+    x = unit_rows(scan.pixels[ok])
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     for start in range(0, len(ok), _CHUNK):

@@ -26,9 +26,12 @@ class Cell:
     run: RunDir | None = None
 
     @classmethod
-    def of(cls, labels: np.ndarray, fraction: float, seed: int, val_fraction: float, run: RunDir | None = None) -> Cell:
-        """The cell's split: depends only on labels, fraction and seed, so every policy sees the same images."""
-        fit, val = cell_indices(labels, fraction, val_fraction, seed)
+    def of(cls, pool: ImageSet, fraction: float, seed: int, val_fraction: float, run: RunDir | None = None) -> Cell:
+        """The cell's split of ``pool`` by whole groups (``pool.groups``: patients or duplicate groups).
+
+        It depends only on labels, groups, fraction and seed, so every policy sees the same images.
+        """
+        fit, val = cell_indices(pool.labels, fraction, val_fraction, seed, pool.groups)
         return cls(float(fraction), int(seed), fit, val, run)
 
     @property

@@ -16,6 +16,7 @@ class ImageSet:
     ids: (N,) str, unique and stable across runs (relative path or generated id).
     masks: optional (N, H, W) bool lesion masks (phantom data).
     splits: (N,) str, the split each image came from ("train" / "test").
+    groups: optional (N,) int64 unit of splitting (patient or duplicate group); splits keep units whole.
     """
 
     images: np.ndarray
@@ -24,6 +25,7 @@ class ImageSet:
     class_names: tuple[str, ...]
     splits: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     masks: np.ndarray | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -40,6 +42,8 @@ class ImageSet:
             )
         if self.masks is not None and self.masks.shape != self.images.shape:
             raise ValueError(f"masks {self.masks.shape} do not match images {self.images.shape}")
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"groups ({len(self.groups)}) and images ({n}) differ in length")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -61,6 +65,7 @@ class ImageSet:
             class_names=self.class_names,
             splits=self.splits[idx],
             masks=None if self.masks is None else self.masks[idx],
+            groups=None if self.groups is None else self.groups[idx],
         )
 
     def split(self, name: str) -> ImageSet:

@@ -207,8 +207,8 @@ def _load_scan(path: Path, class_names: tuple[str, ...]) -> Scan:
     return Scan(**fields, masks=arrays.get("masks"), class_names=class_names)
 
 
-def scan_to_imageset(scan: Scan, keep: np.ndarray | None = None) -> ImageSet:
-    """Readable images (and optionally only rows in ``keep``) as an :class:`ImageSet`."""
+def scan_to_imageset(scan: Scan, keep: np.ndarray | None = None, groups: np.ndarray | None = None) -> ImageSet:
+    """Readable images (and optionally only rows in ``keep``) as an :class:`ImageSet`; ``groups``: unit per row."""
     mask = scan.ok if keep is None else scan.ok & keep
     idx = np.flatnonzero(mask)
     splits = np.where(scan.splits[idx] == "", "train", scan.splits[idx]).astype(object)
@@ -219,4 +219,5 @@ def scan_to_imageset(scan: Scan, keep: np.ndarray | None = None) -> ImageSet:
         class_names=scan.class_names,
         splits=splits,
         masks=None if scan.masks is None else scan.masks[idx],
+        groups=None if groups is None else groups[idx],
     )

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from synthaug.config.data import DataConfig
 from synthaug.data import phantoms
 from synthaug.data.audit import audit_report, find_duplicates, leaked_test_rows
+from synthaug.data.groups import units, user_groups
 from synthaug.data.imageset import ImageSet
 from synthaug.data.load import Scan, scan_imageset, scan_source, scan_to_imageset
 from synthaug.data.sources import RawSource, SourceError, list_source
@@ -39,7 +40,7 @@ def scan_data(cfg: DataConfig) -> tuple[Scan, RawSource | None]:
         p = cfg.phantom
         data = phantoms.generate(p.n, cfg.size, p.seed, p.imbalance, p.rare_class, p.test_fraction)
         return scan_imageset(data), None
-    source = list_source(cfg.source, cfg.class_names)
+    source = list_source(cfg.source, cfg.class_names, cfg.groups.column)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
     scan = scan_source(source, cfg.size, cache, cfg.workers)
     _warn_about_inputs(scan)
@@ -73,14 +74,11 @@ def _warn_about_inputs(scan: Scan) -> None:
             )
 
 
-def _assign_test_split(scan: Scan, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Stratified test split for a source without one, keeping each duplicate group on one side."""
-    n = len(scan.ids)
-    unit = np.where(groups >= 0, groups + n, np.arange(n))  # one unit per group or lone image
-    _, first = np.unique(unit, return_index=True)
-    first = first[scan.ok[first]]
-    _, held = stratified_split(scan.labels[first], fraction, seed)
-    test_units = set(unit[first[held]].tolist())
+def _assign_test_split(scan: Scan, unit: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Stratified test split for a source without one, keeping each unit (patient, duplicate group) on one side."""
+    ok = np.flatnonzero(scan.ok)
+    _, held = stratified_split(scan.labels[ok], fraction, seed, groups=unit[ok])
+    test_units = set(unit[ok[held]].tolist())
     return np.array(["test" if u in test_units else "train" for u in unit], dtype=object)
 
 
@@ -91,23 +89,32 @@ def prepare_data(cfg: DataConfig, seed: int = 0) -> PreparedData:
         raise SourceError(f"no readable images in {cfg.source!r}; see the unreadable-file list above")
     lk = cfg.leakage
     dups = find_duplicates(scan, lk.phash_max_distance, lk.min_correlation)
+    names = user_groups(cfg.groups, scan.ids, source)
+    unit = units(scan.labels, dups.near, names, scan.class_names)
     if not (scan.splits == "test").any():
-        scan = dataclasses.replace(scan, splits=_assign_test_split(scan, dups.near, cfg.test_fraction, seed))
+        scan = dataclasses.replace(scan, splits=_assign_test_split(scan, unit.ids, cfg.test_fraction, seed))
     p = cfg.phantom
     phantom = f"built-in phantoms (n={p.n}, seed={p.seed}, size={cfg.size}, rare_class={p.rare_class})"
     report = audit_report(scan, source, dups, lk.phash_max_distance, lk.min_correlation, phantom)
     leaked = np.zeros(len(scan.ids), bool)
+    same_patient = np.zeros(len(scan.ids), bool)
     if lk.remove_test_duplicates:
         leaked = leaked_test_rows(scan, dups.near if lk.near_duplicates else dups.exact)
+        if names is not None:  # the source's own test split may hold patients it also trains on
+            same_patient = leaked_test_rows(scan, np.unique(names.astype(str), return_inverse=True)[1]) & ~leaked
+            leaked |= same_patient
     report["leakage_filter"] = {
         "enabled": lk.remove_test_duplicates,
         "kind": "near" if lk.near_duplicates else "exact",
         "removed_test_images": int(leaked.sum()),
+        "removed_test_images_of_training_patients": int(same_patient.sum()),
         "test_images_kept": int(((scan.splits == "test") & scan.ok & ~leaked).sum()),
     }
     if leaked.any():
         log.info("removed %d test images that duplicate a training image", leaked.sum())
-    data = scan_to_imageset(scan, ~leaked)
+    report["split_unit"] = unit.description
+    report["group_warnings"] = list(unit.warnings)
+    data = scan_to_imageset(scan, ~leaked, unit.ids)
     train, test = data.split("train"), data.split("test")
     report["class_warnings"] = check_classes(train, test, cfg.source)
     return PreparedData(train, test, report, scan.ids[leaked].tolist())

@@ -38,6 +38,7 @@ class RawItem:
     path: Path | None = None
     data: bytes | None = None
     mask_path: Path | None = None
+    group: str | None = None  # patient / group id from the source (data.groups.column)
 
     def open(self) -> Image.Image:
         """Open (and fully load) the image; raises OSError / ValueError for unreadable data."""
@@ -59,10 +60,12 @@ class RawSource:
         return any(it.split == "test" for it in self.items)
 
 
-def list_source(spec: str | Path, class_names: list[str] | None = None) -> RawSource:
+def list_source(spec: str | Path, class_names: list[str] | None = None, group_column: str | None = None) -> RawSource:
     """List a folder, a parquet file / folder of parquet files, or ``hf:<dataset id>``."""
     text = str(spec)
     if text.startswith("hf:"):
+        if group_column:
+            raise SourceError("data.groups.column is read from parquet files; for hf: sources use data.groups.csv")
         return list_hf(text[3:], class_names)
     path = Path(text).expanduser()
     if not path.exists():
@@ -75,10 +78,15 @@ def list_source(spec: str | Path, class_names: list[str] | None = None) -> RawSo
             raise SourceError(
                 f"data file '{path}' is not a .parquet file; pass a folder of class folders or a parquet file"
             )
-        return list_parquet([path], class_names)
+        return list_parquet([path], class_names, group_column)
     parquets = sorted(path.rglob("*.parquet"))
     if parquets and not _has_image_files(path):
-        return list_parquet(parquets, class_names)
+        return list_parquet(parquets, class_names, group_column)
+    if group_column:
+        raise SourceError(
+            f"data.groups.column {group_column!r} needs a parquet source; '{path}' is an image folder: "
+            "use data.groups.regex (a pattern over the file paths) or data.groups.csv instead"
+        )
     return list_folder(path)
 
 
@@ -167,7 +175,7 @@ def _split_from_name(path: Path) -> str | None:
     return "test" if "test" in low else "train" if "train" in low else None
 
 
-def list_parquet(paths: list[Path], class_names: list[str] | None = None) -> RawSource:
+def list_parquet(paths: list[Path], class_names: list[str] | None = None, group_column: str | None = None) -> RawSource:
     """Parquet file(s) with image bytes and an integer label (the Alzheimer MRI layout)."""
     import pyarrow.parquet as pq
 
@@ -184,13 +192,17 @@ def list_parquet(paths: list[Path], class_names: list[str] | None = None) -> Raw
         names = names or _hf_label_names(table.schema.metadata, lab_col)
         split = _split_from_name(path)
         images, labels = table.column(img_col).to_pylist(), table.column(lab_col).to_pylist()
-        for row, (img, lab) in enumerate(zip(images, labels, strict=True)):
+        if group_column is not None and group_column not in cols:
+            raise SourceError(f"parquet file '{path}' has no column {group_column!r} (data.groups.column): {cols}")
+        groups = table.column(group_column).to_pylist() if group_column else [None] * len(images)
+        for row, (img, lab, grp) in enumerate(zip(images, labels, groups, strict=True)):
             data = img.get("bytes") if isinstance(img, dict) else img
             if not isinstance(data, (bytes, bytearray)):
                 raise SourceError(f"parquet file '{path}' row {row}: column '{img_col}' holds no image bytes")
             if not isinstance(lab, int) or isinstance(lab, bool) or lab < 0:
                 raise SourceError(f"parquet file '{path}' row {row}: label {lab!r} is not a non-negative integer")
-            items.append(RawItem(f"{path.name}#{row}", lab, split, data=bytes(data)))
+            group = None if grp is None or (isinstance(grp, float) and grp != grp) or str(grp) == "" else str(grp)
+            items.append(RawItem(f"{path.name}#{row}", lab, split, data=bytes(data), group=group))
     if not items:
         raise SourceError(f"parquet input {[str(p) for p in paths]} holds no rows")
     n_labels = max(it.label for it in items) + 1

@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from synthaug.config import load_config
 from synthaug.io import read_json, write_text
 from synthaug.report import approaches, figures, results, trust
-from synthaug.report.markup import figure, table
+from synthaug.report.markup import figure, num, table
 from synthaug.rundir import RunDir
 
 
@@ -65,7 +65,37 @@ def audit_section(run: RunDir) -> str | None:
         f"<p><b>Leakage filter</b> ({'on' if lf['enabled'] else 'off'}, {lf['kind']} duplicates): "
         f"{lf['removed_test_images']} test images removed, {lf['test_images_kept']} kept for evaluation.</p>"
     )
+    parts += [f"<p class='warn'>{escape(w)}</p>" for w in a.get("class_warnings", []) + a.get("group_warnings", [])]
+    parts.append(split_audit_html(run))
     return "\n".join(parts)
+
+
+def split_audit_html(run: RunDir) -> str:
+    """Unit of splitting, the share of images each cell got, and validation vs test nearness to training."""
+    if not run.splits.exists():
+        return ""
+    splits = read_json(run.splits)
+    rows = []
+    for seed, by_fraction in splits["cells"].items():
+        for fraction, cell in by_fraction.items():
+            a = cell.get("audit")
+            if a is None:  # a run directory of an earlier version
+                continue
+            got = ", ".join(f"{k} {v:.0%}" for k, v in cell.get("achieved_fraction", {}).items())
+            nearest = f"{num(a['val_median_nearest'])} / {num(a['test_median_nearest'])}"
+            copies = f"{a['val_near_copies']:.1%} / {a['test_near_copies']:.1%}"
+            rows.append([f"fraction {fraction}, seed {seed}", got, len(cell["val"]), nearest, copies,
+                         "LEAK" if a["leak"] else "ok"])  # fmt: skip
+    if not rows:
+        return ""
+    head = ["cell", "share of each class's images (train + val)", "validation images",
+            "nearest-training r, median: val / test", "near copies: val / test", "split audit"]  # fmt: skip
+    unit = splits.get("unit", "image")
+    warn = "".join(f"<p class='warn'>{escape(w)}</p>" for w in splits.get("warnings", []))
+    return (
+        f"<h3>Splits</h3><p>Unit of splitting: <b>{escape(unit)}</b> — no unit is on two sides of any split "
+        "(test, validation, real-fraction subsets).</p>" + table(head, rows) + warn
+    )
 
 
 def samples_section(run: RunDir) -> str | None:

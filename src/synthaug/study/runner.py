@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from synthaug.config import SynthaugConfig
 from synthaug.config.policies import FromBank, policy_params
 from synthaug.data.prepare import PreparedData, prepared
+from synthaug.data.split_audit import split_audit
 from synthaug.io import atomic_write, remove_orphans, write_json
 from synthaug.lock import RunLock
 from synthaug.metrics.stats import paired_comparison, summarize_cells
@@ -46,25 +49,42 @@ def stage_audit(ctx: StudyContext) -> None:
 
 
 def stage_splits(ctx: StudyContext) -> None:
-    """Record by file id which images train, validate and test every (seed, real fraction) cell."""
-    train, study = ctx.data.train, ctx.cfg.study
-    cells: dict[str, dict[str, dict[str, list[str]]]] = {}
-    thin: list[str] = []
+    """Record by file id which images train, validate and test every (seed, real fraction) cell, the unit
+    of splitting, the share of each class's images a cell got, and the split audit (validation vs test)."""
+    train, test, study = ctx.data.train, ctx.data.test, ctx.cfg.study
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    warnings: list[str] = []
+    totals = np.maximum(train.class_counts(), 1)
     for seed in study.seeds:
         cells[str(seed)] = {}
         for frac in study.real_fractions:
             cell = study_cell(ctx.cfg, train, frac, seed)
             fit, val = cell.fit(train), cell.val(train)
-            cells[str(seed)][f"{frac:g}"] = {"train": fit.ids.tolist(), "val": val.ids.tolist()}
-            thin += [
-                f"real fraction {frac:g}, seed {seed}: class '{name}' has {n} training image(s)"
+            audit = split_audit(fit, val, test, ctx.cfg.data.leakage.min_correlation)
+            achieved = (fit.class_counts() + val.class_counts()) / totals
+            cells[str(seed)][f"{frac:g}"] = {
+                "train": fit.ids.tolist(),
+                "val": val.ids.tolist(),
+                "achieved_fraction": dict(zip(train.class_names, np.round(achieved, 4).tolist(), strict=True)),
+                "audit": audit,
+            }
+            warnings += [
+                f"real fraction {frac:g}, seed {seed}: class '{name}' has {n} training image(s) "
+                f"(fewer than {MIN_CELL_PER_CLASS}: noisy results; use a larger real fraction)"
                 for name, n in zip(train.class_names, fit.class_counts().tolist(), strict=True)
                 if n < MIN_CELL_PER_CLASS
             ]
-    for line in thin:
-        log.warning("%s (fewer than %d: noisy results; use a larger real fraction)", line, MIN_CELL_PER_CLASS)
-    record = {"test": ctx.data.test.ids.tolist(), "removed_test": ctx.data.removed_test_ids, "cells": cells}
-    write_json(ctx.run.splits, {**record, "warnings": thin})
+            if audit["leak"]:
+                warnings.append(
+                    f"real fraction {frac:g}, seed {seed}: {audit['val_near_copies']:.0%} of validation images are "
+                    f"near copies of training images (test: {audit['test_near_copies']:.0%}); validation loss will "
+                    "reward memorisation. Give the patient groups in data.groups"
+                )
+    for line in warnings:
+        log.warning("%s", line)
+    record = {"unit": ctx.data.audit.get("split_unit", "image"), "test": test.ids.tolist()}
+    record |= {"removed_test": ctx.data.removed_test_ids, "cells": cells, "warnings": warnings}
+    write_json(ctx.run.splits, record)
 
 
 def stage_samples(ctx: StudyContext) -> None:

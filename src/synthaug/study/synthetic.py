@@ -42,7 +42,7 @@ class BankJob:
 
 def study_cell(cfg: SynthaugConfig, train: ImageSet, fraction: float, seed: int, run: RunDir | None = None) -> Cell:
     """The (fraction, seed) cell of the study: its real subset and validation split of ``train``."""
-    return Cell.of(train.labels, fraction, seed, cfg.data.val_fraction, run)
+    return Cell.of(train, fraction, seed, cfg.data.val_fraction, run)
 
 
 def bank_jobs(cfg: SynthaugConfig, train: ImageSet) -> list[BankJob]:
