@@ -57,7 +57,9 @@ def results(run: Path) -> pd.DataFrame:
 def interrupt(out: Path, log: Path, how: str, when: str, after: float) -> None:
     """Start the study and stop it with signal ``how`` after ``after`` s or when stage ``when`` starts."""
     with open(log, "w") as f:
-        proc = subprocess.Popen(command(out), cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        # A shell's background job inherits SIGINT ignored; give the study the default, as in a terminal.
+        default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        proc = subprocess.Popen(command(out), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
     start = time.time()
     while proc.poll() is None:
         if when == "random" and time.time() - start >= after:
@@ -87,7 +89,7 @@ def main() -> None:
     want = results(args.out / "reference")
     print(f"reference: {len(want)} cells in {ref_seconds:.0f} s")
     rng = random.Random(args.seed)
-    tally = {"trials": 0, "finished": 0, "identical": 0, "orphans": 0, "redone": 0}
+    tally = {"trials": 0, "stopped mid-run": 0, "finished": 0, "identical": 0, "orphans": 0, "redone": 0}
     for trial in range(args.trials):
         how = rng.choice(list(SIGNALS))
         when = rng.choice(["random", "random", *STAGES])
@@ -101,13 +103,15 @@ def main() -> None:
         orphans = [p for p in out.rglob(".*.tmp*") if p.is_file()]
         redone = [p for p, t in before.items() if not p.exists() or p.stat().st_mtime_ns != t]
         tally["trials"] += 1
+        tally["stopped mid-run"] += "study complete" not in log.read_text(errors="replace")
         tally["finished"] += ok
         tally["identical"] += same
         tally["orphans"] += len(orphans)
         tally["redone"] += len(redone)
         at = f"after {after:.1f} s" if when == "random" else f"at stage {when}"
         status = "ok" if ok else "FAILED"
-        print(f"trial {trial:2d}: {how:7s} {at:24s} done before kill {len(before):2d}  resumed {status}"
+        stopped = "stopped" if "study complete" not in log.read_text(errors="replace") else "finished first"
+        print(f"trial {trial:2d}: {how:7s} {at:24s} {stopped:14s} done before kill {len(before):2d}  resumed {status}"
               f"  identical {same}  orphans {len(orphans)}  redone {len(redone)}", flush=True)  # fmt: skip
         if not ok:
             print(resumed.stderr[-2000:])

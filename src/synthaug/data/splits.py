@@ -35,16 +35,15 @@ def _units(labels: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, n
     return unit, classes[counts.argmax(axis=1)]  # argmax: the first (smallest) label on ties
 
 
-def _by_class(unit: np.ndarray, unit_class: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Per class: its units (in order of first appearance) and their image counts."""
-    sizes = np.bincount(unit, minlength=len(unit_class))
-    return {int(c): (np.flatnonzero(unit_class == c), sizes[unit_class == c]) for c in np.unique(unit_class)}
+def _by_class(unit: np.ndarray, unit_class: np.ndarray) -> dict[int, np.ndarray]:
+    """Per class: its units, in order of first appearance."""
+    return {int(c): np.flatnonzero(unit_class == c) for c in np.unique(unit_class)}
 
 
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (kept, held_out), holding out ``fraction`` of every class's images, by whole groups.
+    """Split indices into (kept, held_out), holding out ``fraction`` of every class's groups, each whole.
 
     Every class with at least two groups keeps at least one and holds out at least one, so a
     rare class never vanishes from either side. Returns sorted int64 index arrays.
@@ -54,26 +53,19 @@ def stratified_split(
     rng = np.random.default_rng(seed)
     unit, unit_class = _units(labels, groups)
     held_units: list[np.ndarray] = []
-    for units, sizes in _by_class(unit, unit_class).values():
+    for units in _by_class(unit, unit_class).values():
         perm = rng.permutation(len(units))
-        target = round(fraction * sizes.sum())
-        taken = _take_until(sizes[perm], target)
+        taken = round(fraction * len(units))
         taken = min(max(taken, 1), len(units) - 1) if len(units) >= 2 else 0
         held_units.append(units[perm[:taken]])
     held = np.isin(unit, np.concatenate(held_units) if held_units else np.empty(0, int))
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _take_until(sizes: np.ndarray, target: int) -> int:
-    """How many of the (permuted) units to take so their images first reach ``target``."""
-    if target <= 0:
-        return 0
-    reached = np.flatnonzero(np.cumsum(sizes) >= target)
-    return int(reached[0]) + 1 if len(reached) else len(sizes)
-
-
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Indices of a stratified random ``fraction`` of the data, by whole groups (at least one group per class).
+    """Indices of a stratified random ``fraction`` of each class's groups, each whole (at least one per class).
+
+    The share of images follows from the group sizes (``splits.json`` records it per class).
 
     Nested across fractions for one seed: the 10% subset is contained in the 30% subset, so a
     data-efficiency curve compares growing sets rather than unrelated draws.
@@ -83,10 +75,9 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int, groups: np
     rng = np.random.default_rng(seed)
     unit, unit_class = _units(labels, groups)
     chosen: list[np.ndarray] = []
-    for units, sizes in _by_class(unit, unit_class).values():
+    for units in _by_class(unit, unit_class).values():
         perm = rng.permutation(len(units))
-        taken = max(1, _take_until(sizes[perm], max(1, round(fraction * sizes.sum()))))
-        chosen.append(units[perm[:taken]])
+        chosen.append(units[perm[: max(1, round(fraction * len(units)))]])
     return np.flatnonzero(np.isin(unit, np.concatenate(chosen)))
 
 
