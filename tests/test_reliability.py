@@ -253,16 +253,27 @@ def test_bad_out_paths_are_one_line_errors(tmp_path: Path, out: str, named: str)
     assert res.exit_code == 2 and named in res.output and "Traceback" not in res.output, res.output
 
 
-def _mount_tmpfs(where: Path, size: str) -> bool:
+def _mount_tmpfs(where: Path, options: str) -> bool:
     where.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True).returncode == 0  # fmt: skip
+
+
+def test_a_read_only_file_system_is_one_line(tmp_path: Path) -> None:
+    disk = tmp_path / "ro"
+    if not _mount_tmpfs(disk, "ro,size=1m"):
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        res = CliRunner().invoke(app, ["run", str(REPO / "configs" / "quickstart.yaml"), "--out", str(disk / "run")])
+        assert res.exit_code == 2 and "read-only" in res.output and "Traceback" not in res.output, res.output
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
 
 
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_run_resumes_after_space_is_freed(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "300k"):
+    if not _mount_tmpfs(disk, "size=300k"):
         pytest.skip("mounting a tmpfs is not permitted here")
     try:
         args = ["run", str(REPO / "configs" / "quickstart.yaml"), "--out", str(disk / "run"), *sets()]
