@@ -89,12 +89,12 @@ def split_audit_html(run: RunDir) -> str:
     if not rows:
         return ""
     head = ["cell", "share of each class's images (train + val)", "validation images",
-            "nearest-training r, median: val / test", "near copies: val / test", "split audit"]  # fmt: skip
+            "nearest training image, median r: val / test", "near copies: val / test", "audit"]  # fmt: skip
     unit = splits.get("unit", "image")
     warn = "".join(f"<p class='warn'>{escape(w)}</p>" for w in splits.get("warnings", []))
     return (
         f"<h3>Splits</h3><p>Unit of splitting: <b>{escape(unit)}</b> — no unit is on two sides of any split "
-        "(test, validation, real-fraction subsets).</p>" + table(head, rows) + warn
+        "(test, validation, real-fraction subsets).</p>" + table(head, rows, wrap=True) + warn
     )
 
 

@@ -6,11 +6,12 @@ import math
 from html import escape
 
 
-def table(header: list[str], rows: list[list[object]]) -> str:
-    """A plain table; every cell is escaped."""
+def table(header: list[str], rows: list[list[object]], wrap: bool = False) -> str:
+    """A plain table; every cell is escaped. ``wrap``: cells wrap their text (a narrow table)."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    cls = " class='text'" if wrap else ""
+    return f"<table{cls}><tr>{head}</tr>{body}</table>"
 
 
 def figure(uri: str, caption: str) -> str:
