@@ -218,16 +218,22 @@ class RunDir:
         return sorted(refs, key=lambda r: (r.seed, r.fraction, r.name))
 
     def append_result(self, row: dict[str, Any]) -> None:
-        """Add a classifier cell's row to ``results.parquet`` atomically, replacing any row with its ``cell_id``.
+        """Add a classifier cell's row to ``results.parquet``; see :meth:`append_results`."""
+        self.append_results([row])
+
+    def append_results(self, rows: list[dict[str, Any]]) -> None:
+        """Add classifier cells' rows to ``results.parquet`` atomically, replacing rows with their ``cell_id``.
 
         Only the study's main process calls this, so workers never write the same file.
         """
         import pandas as pd
 
-        new = pd.DataFrame([row])
+        if not rows:
+            return
+        new = pd.DataFrame(rows)
         if self.results.exists():
             old = pd.read_parquet(self.results)
-            old = old[old["cell_id"] != row["cell_id"]]
+            old = old[~old["cell_id"].isin(new["cell_id"])]
             new = pd.concat([old, new], ignore_index=True) if len(old) else new
         with atomic_path(self.results) as tmp:
             new.to_parquet(tmp, index=False)
@@ -240,7 +246,7 @@ class RunDir:
     def record_time(self, stage: str, seconds: float, finished: bool = True) -> None:
         """Add an attempt's wall time in ``stage`` to ``timings.json`` (summed over the attempts of a resumed
         run; ``finished=False`` for an attempt that was interrupted or failed)."""
-        times = read_json(self.timings) if self.timings.exists() else {}
+        times = self._times()
         times.pop(RUNNING, None)
         entry = times.get(stage, {"seconds": 0.0, "runs": 0})
         entry = {**entry, "seconds": round(entry["seconds"] + seconds, 3)}
@@ -268,14 +274,16 @@ class RunDir:
         write_text(self.config, dump_config(cfg))
         write_text(self.environment, yaml.safe_dump(environment(), sort_keys=False))
 
+    def _times(self) -> dict[str, Any]:
+        return read_json(self.timings) if self.timings.exists() else {}
+
     def stage_times(self) -> dict[str, dict[str, Any]]:
         """Wall time per stage, summed over attempts (finished and interrupted ones)."""
-        times = read_json(self.timings) if self.timings.exists() else {}
-        return {k: v for k, v in times.items() if k != RUNNING}
+        return {k: v for k, v in self._times().items() if k != RUNNING}
 
     def start_stage(self, stage: str) -> None:
         """Note in ``timings.json`` which stage runs since when (an attempt killed in it is counted later)."""
-        times = read_json(self.timings) if self.timings.exists() else {}
+        times = self._times()
         times[RUNNING] = {"stage": stage, "started": time.time()}
         write_json(self.timings, times)
 
@@ -285,7 +293,7 @@ class RunDir:
         ``holder``: the stale lock this attempt took over; its last heartbeat says when the
         killed attempt was last alive (without one, the killed attempt's time is unknown: 0 s).
         """
-        times = read_json(self.timings) if self.timings.exists() else {}
+        times = self._times()
         running = times.pop(RUNNING, None)
         if running is None:
             return

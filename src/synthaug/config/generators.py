@@ -45,7 +45,6 @@ class GeneratorConfig(StrictModel):
     implementation: ClassVar[str] = ""  # "module:Class" of its synthaug.generators.base.Generator
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> common keys and the section's keys
     variations: ClassVar[bool] = False  # can make variations (img2img) of real images
-    has_sampler: ClassVar[bool] = False  # takes sampler / steps / guidance settings
 
     @model_validator(mode="before")
     @classmethod
@@ -205,7 +204,6 @@ class DDPMConfig(GeneratorConfig):
     section: ClassVar[str] = "ddpm"
     implementation: ClassVar[str] = "synthaug.generators.ddpm:DDPMGenerator"
     variations: ClassVar[bool] = True
-    has_sampler: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,
                 "ddpm": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "warmup_steps": 200}},
@@ -224,10 +222,6 @@ class DDPMConfig(GeneratorConfig):
 # ---------------------------------------------------------------- the union and its parser
 
 DEFAULT_FAMILY = "ddpm"
-
-
-def family_names() -> list[str]:
-    return list(FAMILIES)
 
 
 def with_family(value: Any) -> Any:

@@ -62,12 +62,14 @@ def _run_one(cfg: SynthaugConfig, run: RunDir, job: ClassifierJob) -> dict[str, 
 def run_classifier_grid(cfg: SynthaugConfig, run: RunDir) -> int:
     """Train every incomplete cell (in the configured executor); returns how many were trained."""
     todo: list[ClassifierJob] = []
+    finished: list[dict[str, Any]] = []
     for job in grid_jobs(cfg):
         metrics = run.classifier_dir(job.id) / CELL_METRICS
         if metrics.exists():
-            run.append_result(read_json(metrics)["row"])  # idempotent: replaces the row by cell id
+            finished.append(read_json(metrics)["row"])
         else:
             todo.append(job)
+    run.append_results(finished)  # idempotent: replaces rows by cell id, one write for every finished cell
     if not todo:
         log.info("classifier grid: all cells complete")
         return 0

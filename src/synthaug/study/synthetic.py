@@ -52,7 +52,7 @@ def bank_jobs(cfg: SynthaugConfig, train: ImageSet) -> list[BankJob]:
     for seed in s.seeds:
         for fraction in s.real_fractions:
             real = study_cell(cfg, train, fraction, seed).fit(train)
-            for spec in (spec for combo in s.policies for spec in combo):
+            for spec in s.all_specs():
                 policy = build_policy(spec)
                 if not isinstance(policy, BankPolicy):
                     continue
