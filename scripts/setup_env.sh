@@ -14,6 +14,7 @@ want="$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  # dev tools and the optional cluster backends (ray, submitit) that the executor tests run for real
+  "$VENV/bin/python" -m pip install -q -e ".[dev,ray,slurm]"
   echo "$want" > "$stamp"
 fi

@@ -3,7 +3,15 @@ import os
 
 import pytest
 
-from synthaug.study.executors import LocalProcessExecutor, SerialExecutor, default_workers, make_executor, run_all
+from synthaug.study.executors import (
+    LocalProcessExecutor,
+    SerialExecutor,
+    Task,
+    TasksFailed,
+    default_workers,
+    make_executor,
+    run_all,
+)
 
 
 def _square(x: int) -> tuple[int, int]:
@@ -11,7 +19,7 @@ def _square(x: int) -> tuple[int, int]:
 
 
 def test_serial_and_process_executors_agree_and_keep_order() -> None:
-    tasks = [functools.partial(_square, i) for i in range(6)]
+    tasks = [Task(f"square {i}", functools.partial(_square, i)) for i in range(6)]
     serial = run_all(SerialExecutor(), tasks)
     pooled = run_all(LocalProcessExecutor(2), tasks)
     assert [r[0] for r in serial] == [r[0] for r in pooled] == [i * i for i in range(6)]
@@ -26,3 +34,9 @@ def test_worker_defaults_respect_memory_and_gpu() -> None:
     assert isinstance(make_executor(1), SerialExecutor)
     with pytest.raises(ValueError, match="workers"):
         LocalProcessExecutor(0)
+
+
+def test_tasks_failed_names_every_failed_task() -> None:
+    exc = TasksFailed("classifier", [("cnn__none__f1__s0", "WorkerCrashedError: died")], 4)
+    assert "1 of 4 classifier tasks failed" in str(exc) and "cnn__none__f1__s0 (WorkerCrashedError" in str(exc)
+    assert "run the same command again" in str(exc)

@@ -161,13 +161,14 @@ def run(
     force: Annotated[list[str] | None, typer.Option(help="re-run this stage even if complete")] = None,
 ) -> None:
     """Run the whole study, resuming stages that are already complete."""
+    from synthaug.study.executors import TasksFailed
     from synthaug.study.runner import run_study
 
     overrides = ([f"data.source={data}"] if data else []) + list(set_ or [])
     try:
         cfg = load_config(config, overrides)
         run_dir = run_study(cfg, out, set(force or []))
-    except (ConfigError, SourceError, ValueError, RunDirLocked) as exc:
+    except (ConfigError, SourceError, ValueError, RunDirLocked, TasksFailed) as exc:
         _fail(exc)
     typer.echo(f"study complete: {run_dir.root} (report: {run_dir.root / 'report.html'})")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import platform
 import re
 import sys
@@ -172,6 +173,28 @@ class RunDir:
     def cams(self) -> Path:
         return self.explain / "cams.json"
 
+    @property
+    def executor(self) -> Path:
+        """What the executors leave: the task log, shared-filesystem probes, SLURM logs."""
+        return self.root / "executor"
+
+    @property
+    def task_log(self) -> Path:
+        """One JSON line per finished task: stage kind, name, node, host, pid, seconds."""
+        return self.executor / "tasks.jsonl"
+
+    @property
+    def slurm(self) -> Path:
+        return self.root / "slurm"
+
+    def log_tasks(self, records: list[dict[str, Any]]) -> None:
+        """Append finished tasks to :attr:`task_log` (main process only)."""
+        if not records:
+            return
+        self.executor.mkdir(parents=True, exist_ok=True)
+        with self.task_log.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
     # --- folders per cell ----------------------------------------------------------------------
     @property
     def generators(self) -> Path:
@@ -319,7 +342,17 @@ def _differences(a: Any, b: Any, key: str = "") -> list[str]:
 
 
 # Settings that change how fast a study runs, not what it computes: a resumed run may change them.
-EXECUTION_KEYS = (("study", "workers"), ("train", "threads"), ("data", "workers"))
+EXECUTION_KEYS = (
+    ("study", "workers"),
+    ("study", "memory_per_worker_gb"),
+    ("study", "executor"),
+    ("study", "resources"),
+    ("study", "ray"),
+    ("study", "slurm"),
+    ("train", "threads"),
+    ("data", "workers"),
+    ("report", "metric"),
+)
 
 
 def _results_part(text: str) -> dict:
@@ -331,6 +364,8 @@ def _results_part(text: str) -> dict:
     for section, key in EXECUTION_KEYS:
         if isinstance(raw.get(section), dict):
             raw[section].pop(key, None)
+            if not raw[section]:  # a section of execution settings only (report:), absent in older run dirs
+                raw.pop(section)
     return raw
 
 

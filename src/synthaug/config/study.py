@@ -11,9 +11,11 @@ from pydantic import Field, field_validator, model_validator
 from synthaug.config.base import StrictModel
 from synthaug.config.classifier import ModelConfig, TrainConfig
 from synthaug.config.data import DataConfig
+from synthaug.config.execution import ExecutionConfig, ExecutorName, RayConfig, SlurmConfig
 from synthaug.config.generators import FAMILIES, AnyGeneratorConfig, GeneratorConfig, SamplerName, with_family
 from synthaug.config.policies import FromBank, PolicySpec, as_specs, policies_label, policy_params
 from synthaug.config.quality import QualityConfig
+from synthaug.config.report import ReportConfig
 
 
 def _unique(values: list[Any], key: str) -> list[Any]:
@@ -60,6 +62,14 @@ class StudyConfig(StrictModel):
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     workers: int | None = Field(None, ge=1, description="parallel tasks (default: what cores and memory allow)")
     memory_per_worker_gb: float = Field(2.0, gt=0, description="memory one task may use, for the default")
+    executor: ExecutorName = Field(
+        "local", description="where tasks run: local (process pool), ray (synthaug[ray]), slurm (synthaug[slurm])"
+    )
+    resources: ExecutionConfig = Field(
+        ExecutionConfig(), description="per task kind: cpus, gpus, memory, time (ray and slurm executors)"
+    )
+    ray: RayConfig = RayConfig()
+    slurm: SlurmConfig = SlurmConfig()
 
     @field_validator("policies", mode="before")
     @classmethod
@@ -129,6 +139,7 @@ class SynthaugConfig(StrictModel):
     study: StudyConfig = StudyConfig()
     train: TrainConfig = TrainConfig()
     quality: QualityConfig = QualityConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _filters_need_quality(self) -> SynthaugConfig:

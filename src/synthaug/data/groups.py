@@ -88,9 +88,7 @@ def _from_csv(path: Path, ids: np.ndarray) -> np.ndarray:
     return np.array([by_key.get(str(i), by_name.get(Path(str(i)).name)) for i in ids], dtype=object)
 
 
-def units(
-    labels: np.ndarray, duplicates: np.ndarray, names: np.ndarray | None, class_names: tuple[str, ...]
-) -> Units:
+def units(labels: np.ndarray, duplicates: np.ndarray, names: np.ndarray | None, class_names: tuple[str, ...]) -> Units:
     """Join ``data.groups`` (``names``, or None) and duplicate groups (``duplicates``, -1 for none) into units."""
     n = len(labels)
     links: list[np.ndarray] = []

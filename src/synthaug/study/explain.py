@@ -21,7 +21,7 @@ from synthaug.explain import cam_maps, cam_panel, compare_cams, mask_stats, pick
 from synthaug.generators.bank import load_bank
 from synthaug.io import write_json
 from synthaug.rundir import BEST, BankRef, RunDir
-from synthaug.study.executors import run_tasks
+from synthaug.study.executors import Task, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def run_explain(cfg: SynthaugConfig, run: RunDir, settings: ExplainConfig | None
     entries: list[dict[str, Any]] = []
     if e.enabled:
         rows = explain_rows(pd.read_parquet(run.results), cfg, e).to_dict("records")
-        tasks = [functools.partial(_explain_one, cfg, run, row, e) for row in rows]
-        done = dict(run_tasks(cfg.study, tasks))
+        tasks = [Task(str(row["cell_id"]), functools.partial(_explain_one, cfg, run, row, e)) for row in rows]
+        done = dict(run_tasks(cfg.study, run, "explain", tasks))
         entries = [done[i] for i in range(len(tasks))]  # in row order
     record = {"settings": e.model_dump(mode="json"), "classifiers": entries}
     return write_json(run.cams, record)

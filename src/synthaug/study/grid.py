@@ -18,7 +18,7 @@ from synthaug.config import ClassifierConfig, ModelConfig, PolicySpec, SynthaugC
 from synthaug.data.prepare import prepared
 from synthaug.io import read_json
 from synthaug.rundir import CELL_METRICS, RunDir, cell_id, normalize_policies
-from synthaug.study.executors import run_tasks
+from synthaug.study.executors import Task, run_tasks
 from synthaug.study.synthetic import study_cell
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def run_classifier_grid(cfg: SynthaugConfig, run: RunDir) -> int:
         log.info("classifier grid: all cells complete")
         return 0
     log.info("classifier grid: %d cells to train", len(todo))
-    tasks = [functools.partial(_run_one, cfg, run, job) for job in todo]
-    for done, (_, row) in enumerate(run_tasks(cfg.study, tasks), 1):
+    tasks = [Task(job.id, functools.partial(_run_one, cfg, run, job)) for job in todo]
+    for done, (_, row) in enumerate(run_tasks(cfg.study, run, "classifier", tasks), 1):
         run.append_result(row)
         log.info("cell %d/%d done: %s (test accuracy %.3f)", done, len(todo), row["cell_id"], row["test_accuracy"])
     return len(todo)

@@ -27,7 +27,7 @@ from synthaug.generators.bank import load_bank
 from synthaug.io import write_json
 from synthaug.metrics.features import FeatureExtractor, InceptionFeatures
 from synthaug.rundir import BankRef, RunDir, cell_key
-from synthaug.study.executors import run_tasks
+from synthaug.study.executors import Task, run_tasks
 from synthaug.study.judges import RealCell, cell_judge, tstr
 from synthaug.study.measure import measure_bank, reference
 from synthaug.study.synthetic import study_cell
@@ -91,11 +91,11 @@ def run_quality(cfg: SynthaugConfig, run: RunDir, settings: QualityConfig | None
     cells = sorted({(r.fraction, r.seed) for r in banks}, key=lambda fs: (fs[1], fs[0]))
     keys, tstr_cells = [cell_key(f, s) for f, s in cells], _tstr_cells(cfg, q)
     tasks = [
-        functools.partial(quality_cell, cfg, q, run, [r for r in banks if r.cell == key], key in tstr_cells)
+        Task(key, functools.partial(quality_cell, cfg, q, run, [r for r in banks if r.cell == key], key in tstr_cells))
         for key in keys
     ]
     results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for done, (i, cell_result) in enumerate(run_tasks(cfg.study, tasks), 1):
+    for done, (i, cell_result) in enumerate(run_tasks(cfg.study, run, "quality", tasks), 1):
         results[keys[i]] = cell_result
         log.info("quality: cell %s done (%d/%d)", keys[i], done, len(keys))
     records = {key: results[key][0] for key in keys}  # in cell order, whatever order tasks finished in

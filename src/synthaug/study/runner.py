@@ -19,10 +19,11 @@ from synthaug.data.prepare import PreparedData, prepared
 from synthaug.data.split_audit import split_audit
 from synthaug.io import atomic_write, remove_orphans, write_json
 from synthaug.lock import RunLock
-from synthaug.metrics.stats import paired_comparison, summarize_cells
+from synthaug.metrics.stats import metric_columns, paired_comparison, summarize_cells
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
 from synthaug.rundir import BANK_QUALITY, PAIRS_PNG, SCORES, RunDir
+from synthaug.study.executors import check_shared_filesystem, for_tasks, require_backend, shutdown_backends
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
@@ -30,7 +31,6 @@ from synthaug.study.synthetic import run_banks, run_generators, study_cell
 
 log = logging.getLogger(__name__)
 MIN_CELL_PER_CLASS = 3  # a cell's real subset with fewer images of a class gets a named warning
-HEADLINE_METRICS = ("test_accuracy", "test_balanced_accuracy", "test_macro_f1")
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,16 @@ def stage_classifiers(ctx: StudyContext) -> None:
 
 
 def stage_statistics(ctx: StudyContext) -> None:
-    """Per-cell summaries and paired comparisons as CSV tables beside the results."""
+    """Per-cell summaries and paired comparisons of every recorded metric (test and validation:
+    accuracy, balanced accuracy, macro-F1, cross-entropy, AUROC, per-class F1) as CSV tables."""
     if not ctx.run.results.exists():
         return
     df = pd.read_parquet(ctx.run.results)
-    summary = pd.concat([summarize_cells(df, m) for m in HEADLINE_METRICS], ignore_index=True)
+    metrics = metric_columns(df)
+    summary = pd.concat([summarize_cells(df, m) for m in metrics], ignore_index=True)
     atomic_write(ctx.run.summary, lambda p: summary.to_csv(p, index=False))
     if df["policy"].nunique() > 1:
-        paired = [paired_comparison(df, m, baseline=ctx.cfg.study.baseline) for m in HEADLINE_METRICS]
+        paired = [paired_comparison(df, m, baseline=ctx.cfg.study.baseline) for m in metrics]
         table = pd.concat(paired, ignore_index=True)
         atomic_write(ctx.run.paired, lambda p: table.to_csv(p, index=False))
 
@@ -198,6 +200,27 @@ def _clear(stage: Stage, run: RunDir) -> None:
              or "nothing (no outputs yet)")  # fmt: skip
 
 
+def _run_stage(stage: Stage, ctx: StudyContext, forced: list[str]) -> None:
+    run = ctx.run
+    if stage.name in forced:
+        _clear(stage, run)
+    elif stage.artifact(run).exists() and not stage.always:
+        log.info("stage %s: complete, skipped", stage.name)
+        return
+    log.info("stage %s: running", stage.name)
+    started = time.perf_counter()
+    run.start_stage(stage.name)
+    try:
+        stage.run(ctx)
+    except BaseException as exc:
+        seconds = time.perf_counter() - started
+        run.record_time(stage.name, seconds, finished=False)
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
+        log.warning("stage %s %s after %.0f s; its finished tasks are kept", stage.name, what, seconds)
+        raise
+    run.record_time(stage.name, time.perf_counter() - started)
+
+
 def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> RunDir:
     """Run every stage whose artifact is missing (or forced); return the run directory.
 
@@ -206,10 +229,14 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     """
     filters = any(isinstance(p, FromBank) and p.filtered for p in map(policy_params, cfg.study.all_specs()))
     forced = forced_stages(force or set(), filters)
-    run = RunDir(out)
+    cluster = cfg.study.executor != "local"
+    if cluster:
+        require_backend(cfg.study.executor)  # a missing extra is named before anything starts
+    # Tasks on other machines (or in other working directories) need absolute paths.
+    run = RunDir(Path(out).resolve() if cluster else out)
     with RunLock(run.root) as lock:
         run.check(cfg)
-        ctx = StudyContext(cfg, run)
+        ctx = StudyContext(for_tasks(cfg), run)
         ctx.data  # noqa: B018  (reads and checks the data: bad input fails here, before config.yaml is written)
         run.record(cfg)
         if orphans := remove_orphans(run.root):
@@ -219,22 +246,10 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
             extra = sorted(set(forced) - (force or set()))
             also = f" and what depends on it: {', '.join(extra)}" if extra else ""
             log.info("forced: %s%s", ", ".join(sorted(force or set())), also)
-        for stage in STAGES:
-            if stage.name in forced:
-                _clear(stage, run)
-            elif stage.artifact(run).exists() and not stage.always:
-                log.info("stage %s: complete, skipped", stage.name)
-                continue
-            log.info("stage %s: running", stage.name)
-            started = time.perf_counter()
-            run.start_stage(stage.name)
-            try:
-                stage.run(ctx)
-            except BaseException as exc:
-                seconds = time.perf_counter() - started
-                run.record_time(stage.name, seconds, finished=False)
-                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
-                log.warning("stage %s %s after %.0f s; its finished tasks are kept", stage.name, what, seconds)
-                raise
-            run.record_time(stage.name, time.perf_counter() - started)
+        try:
+            check_shared_filesystem(cfg.study, run)
+            for stage in STAGES:
+                _run_stage(stage, ctx, forced)
+        finally:
+            shutdown_backends()
     return run

@@ -21,8 +21,8 @@ from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 from synthaug.data.prepare import prepared
 from synthaug.io import read_json, write_json
-from synthaug.rundir import BANK_COMPLETE, GENERATOR, TRAINED_ON, RunDir
-from synthaug.study.executors import run_tasks
+from synthaug.rundir import BANK_COMPLETE, GENERATOR, TRAINED_ON, RunDir, cell_key
+from synthaug.study.executors import Task, run_tasks
 
 if TYPE_CHECKING:
     from synthaug.generators.base import Generator
@@ -104,8 +104,8 @@ def run_generators(cfg: SynthaugConfig, run: RunDir) -> int:
         log.info("generators: all trained")
         return 0
     log.info("generators: %d to train (%s)", len(todo), ", ".join(f"{g.name} f{f:g} s{s}" for g, f, s in todo))
-    tasks = [functools.partial(_fit_task, cfg, run, g, f, s) for g, f, s in todo]
-    for done, (_, out) in enumerate(run_tasks(cfg.study, tasks), 1):
+    tasks = [Task(f"{g.name} {cell_key(f, s)}", functools.partial(_fit_task, cfg, run, g, f, s)) for g, f, s in todo]
+    for done, (_, out) in enumerate(run_tasks(cfg.study, run, "generator", tasks), 1):
         log.info("generator %d/%d done: %s", done, len(tasks), out)
     return len(todo)
 
@@ -140,7 +140,7 @@ def run_banks(cfg: SynthaugConfig, run: RunDir) -> int:
         log.info("banks: all drawn")
         return 0
     log.info("banks: %d to draw (%d images)", len(todo), sum(sum(j.counts) for j in todo))
-    tasks = [functools.partial(_bank_task, cfg, run, j) for j in todo]
-    for done, (_, out) in enumerate(run_tasks(cfg.study, tasks), 1):
+    tasks = [Task(f"{j.bank} {cell_key(j.fraction, j.seed)}", functools.partial(_bank_task, cfg, run, j)) for j in todo]
+    for done, (_, out) in enumerate(run_tasks(cfg.study, run, "bank", tasks), 1):
         log.info("bank %d/%d done: %s", done, len(tasks), out)
     return len(todo)
