@@ -79,3 +79,26 @@ def test_cli_table_prints_and_names_a_missing_statistics_file(tmp_path: Path) ->
     bad = runner.invoke(app, ["table", str(tmp_path / "empty")])
     assert bad.exit_code == 2
     assert "summary.csv is missing" in bad.output
+
+
+def test_cross_entropy_table_from_a_real_study(tmp_path: Path) -> None:
+    """The statistics stage summarises every recorded metric, losses included (lower is better)."""
+    from synthaug.config import load_config
+    from synthaug.study.runner import run_study
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "data: {source: phantom, size: 16, phantom: {n: 64}}\n"
+        "study: {seeds: [0, 1], policies: [[], ['classical:p=0.5']], workers: 1, device: cpu}\n"
+        "train: {epochs: 1, batch_size: 16, patience: 0}\nquality: {explain: {enabled: false}}\n"
+    )
+    run = run_study(load_config(config), tmp_path / "run")
+    summary = pd.read_csv(run.summary)
+    for metric in ["test_cross_entropy", "val_cross_entropy", "test_auroc_macro", "val_accuracy", "test_f1_glioma"]:
+        assert metric in set(summary["metric"])
+    result = CliRunner().invoke(
+        app, ["table", str(run.root), "--metric", "test_cross_entropy", "--paired-metric", "test_cross_entropy"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "test cross-entropy (lower is better), median [95% CI]" in result.output
+    assert "paired Δ cross-entropy (lower is better) vs none" in result.output

@@ -38,6 +38,9 @@ def test_report_has_sections_and_embeds_every_image(run_dir: Path) -> None:
     html = (run_dir / "report.html").read_text()
     for section in ("Dataset audit and leakage", "Sample images", "Approaches and findings"):
         assert section in html
+    # the answer comes first: the summary is the first section, naming its primary metric
+    assert html.index("<section id=") == html.index('<section id="summary">')
+    assert "Primary metric" in html
     assert "Configuration, versions and wall times" in html and "wall time (s, all attempts)" in html
     # every stage before the report has its wall time recorded (the report's own counts from the next build)
     times = read_json(run_dir / "timings.json")

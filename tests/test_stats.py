@@ -73,3 +73,21 @@ def test_missing_column_is_a_clear_error() -> None:
 
 def test_no_baseline_rows_gives_empty_table() -> None:
     assert paired_comparison(results_table(), "test_accuracy", baseline="absent").empty
+
+
+def test_a_loss_wins_when_it_is_lower() -> None:
+    from synthaug.metrics.stats import higher_is_better, metric_columns
+
+    rows = []
+    for seed, (base, other) in enumerate([(0.50, 0.40), (0.52, 0.45), (0.49, 0.55)]):
+        rows.append({"model": "cnn", "real_fraction": 1.0, "seed": seed, "policy": "none", "test_cross_entropy": base,
+                     "test_accuracy": 0.8, "val_auroc_macro": 0.9, "note": "x"})  # fmt: skip
+        rows.append({"model": "cnn", "real_fraction": 1.0, "seed": seed, "policy": "p", "test_cross_entropy": other,
+                     "test_accuracy": 0.8, "val_auroc_macro": 0.9, "note": "x"})  # fmt: skip
+    df = pd.DataFrame(rows)
+    assert metric_columns(df) == ["test_cross_entropy", "test_accuracy", "val_auroc_macro"]
+    assert not higher_is_better("val_cross_entropy") and higher_is_better("test_auroc_macro")
+    row = paired_comparison(df, "test_cross_entropy").iloc[0]
+    # differences −0.10, −0.07, +0.06: lower cross-entropy in two seeds is two wins
+    assert row["better"] == "lower" and row["wins"] == 2 and row["mean_diff"] == pytest.approx(-0.11 / 3)
+    assert paired_comparison(df, "test_accuracy").iloc[0]["better"] == "higher"

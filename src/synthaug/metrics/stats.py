@@ -2,6 +2,8 @@
 
 Per cell: median, mean, std and a seeded percentile-bootstrap 95% CI. Against a baseline
 policy: differences paired by seed, their bootstrap CI and a Wilcoxon signed-rank p-value.
+Every metric knows which way is better (:func:`higher_is_better`): a loss such as cross-entropy
+"wins" when it is lower, so wins read the same way for every metric.
 """
 
 from __future__ import annotations
@@ -16,6 +18,21 @@ from scipy.stats import wilcoxon
 log = logging.getLogger(__name__)
 Statistic = Callable[..., np.ndarray]
 _STATISTICS: dict[str, Statistic] = {"median": np.median, "mean": np.mean}
+_LOWER_IS_BETTER = ("cross_entropy", "loss", "error", "ece", "brier")
+METRIC_PREFIXES = ("test_", "val_")
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for losses and errors (cross-entropy, loss, error rate, calibration error, Brier score)."""
+    return not any(word in metric for word in _LOWER_IS_BETTER)
+
+
+def metric_columns(results: pd.DataFrame) -> list[str]:
+    """Every recorded evaluation metric of a results table: numeric ``test_*`` and ``val_*`` columns."""
+    return [
+        c for c in results.columns
+        if c.startswith(METRIC_PREFIXES) and pd.api.types.is_numeric_dtype(results[c])
+    ]  # fmt: skip
 
 
 def bootstrap_ci(
@@ -91,11 +108,14 @@ def paired_comparison(
     """Each policy minus the baseline policy, paired over ``pair_col`` within each ``by`` group.
 
     Returns one row per (group, policy): n_pairs, mean_diff, median_diff, ci_low / ci_high
-    (bootstrap CI of the mean difference), wins (pairs where the policy is higher), wilcoxon_p.
+    (bootstrap CI of the mean difference, policy minus baseline), better ("higher" or "lower":
+    which sign of the difference is an improvement), wins (pairs where the policy is better),
+    wilcoxon_p.
     Seeds present for only one side are left out of the pairing.
     """
     _require(results, [*by, policy_col, pair_col, metric])
     rows = []
+    sign = 1.0 if higher_is_better(metric) else -1.0
     for key, group in results.groupby(list(by), sort=True, dropna=False):
         base = group[group[policy_col] == baseline].set_index(pair_col)[metric]
         if base.empty:
@@ -116,7 +136,8 @@ def paired_comparison(
                     "median_diff": float(np.median(d)) if len(d) else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
-                    "wins": int((d > 0).sum()),
+                    "better": "higher" if sign > 0 else "lower",
+                    "wins": int((sign * d > 0).sum()),
                     "wilcoxon_p": wilcoxon_p(d),
                 }
             )

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from synthaug.config import load_config
 from synthaug.io import read_json, write_text
-from synthaug.report import approaches, figures, results, trust
+from synthaug.report import approaches, figures, results, trust, verdict
 from synthaug.report.markup import figure, num, table
 from synthaug.rundir import RunDir
 
@@ -98,6 +98,13 @@ def split_audit_html(run: RunDir) -> str:
     )
 
 
+def summary_section(run: RunDir) -> str | None:
+    df = results.load_results(run)
+    if df is None or df.empty or "policy_spec" not in df.columns:
+        return None
+    return verdict.verdict(run, df, load_config(run.config))
+
+
 def samples_section(run: RunDir) -> str | None:
     """The real grid, then one grid per synthetic bank (largest real fraction, first seed)."""
     grid = run.real_grid
@@ -176,6 +183,7 @@ def config_section(run: RunDir) -> str | None:
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
+    ("summary", "Summary: what the study found", summary_section),
     ("audit", "Dataset audit and leakage", audit_section),
     ("samples", "Sample images", samples_section),
     ("approaches", "Approaches and findings", approaches_section),

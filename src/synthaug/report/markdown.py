@@ -18,6 +18,8 @@ METRIC_NAMES = {
     "test_accuracy": "test accuracy",
     "test_balanced_accuracy": "balanced accuracy",
     "test_macro_f1": "macro-F1",
+    "test_cross_entropy": "test cross-entropy (lower is better)",
+    "val_cross_entropy": "validation cross-entropy (lower is better)",
 }
 
 
