@@ -158,3 +158,39 @@ def test_class_names_from_folders_render_as_text_in_the_browser(tmp_path: Path) 
         assert EVIL in browser.execute_script("return document.body.innerText;")  # shown as text
     finally:
         browser.quit()
+
+
+WIDTH_JS = """
+const W = document.documentElement.clientWidth;
+const wide = [];
+for (const e of document.querySelectorAll('body *')) {
+  const r = e.getBoundingClientRect();
+  const scrolls = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible';
+  if (r.right > W + 1 || scrolls) wide.push([e.tagName, (e.closest('section') || {}).id || '', Math.round(r.right)]);
+}
+return [W, wide, Array.from(document.querySelectorAll('section')).map(s => s.id)];
+"""
+
+
+def _too_wide(report: Path) -> tuple[int, list[list[Any]], list[str]]:
+    browser = _browser()
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    try:
+        browser.set_window_size(1100, 900)
+        browser.get(report.as_uri())
+        WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
+        width, wide, sections = browser.execute_script(WIDTH_JS)
+    finally:
+        browser.quit()
+    return width, wide, sections
+
+
+@pytest.mark.parametrize("which", ["run_dir", "trust_dir"])
+def test_nothing_is_wider_than_a_1100_px_window_and_the_summary_comes_first(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    report = request.getfixturevalue(which) / "report.html"
+    width, wide, sections = _too_wide(report)
+    assert sections[0] == "summary"
+    assert not wide, f"elements wider than the {width} px viewport (tag, section, right edge): {wide[:10]}"

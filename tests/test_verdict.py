@@ -54,9 +54,9 @@ def test_imbalanced_test_split_makes_macro_f1_primary(tmp_path: Path) -> None:
 def test_synthetic_is_compared_with_none_and_with_the_best_classical(tmp_path: Path) -> None:
     run, df = _run(tmp_path, [300, 300, 30, 300])
     html = verdict(run, df, _cfg())
-    assert "best approach <b>classical(p=0.5)</b>" in html
+    assert "best approach <b>classical 50%</b>" in html
     line = next(li for li in html.split("<li>") if li.startswith("synthetic(gen=vae)"))
-    assert "<b>better than none</b>" in line and "<b>worse than classical(p=0.5)</b>" in line
+    assert "<b>better than none</b>" in line and "<b>worse than classical 50%</b>" in line
     assert "6/6 seeds better" in line and "0/6 seeds better" in line
     assert "smallest two-sided Wilcoxon p" not in html  # six seeds can reach p < 0.05
     assert html.count("<img") == 1  # the forest plot

@@ -129,7 +129,10 @@ def results_section(run: RunDir) -> str | None:
     df = results.load_results(run)
     if df is None or df.empty:
         return None
-    parts = [results.results_table(df), figure(results.strip_plots(df), "Balanced accuracy per seed, by policy.")]
+    cfg = load_config(run.config)
+    primary = verdict.primary_metric(cfg, run, df)[0] if "policy_spec" in df.columns else "test_accuracy"
+    strip = figure(results.strip_plots(df, primary), f"{verdict.metric_name(primary)} per seed, by policy.")
+    parts = [results.results_table(df, primary, cfg.study.baseline), strip]
     curve = results.efficiency_curve(df)
     if curve:
         parts.append(figure(curve, "Data efficiency: balanced accuracy vs the share of real training data used."))
@@ -179,7 +182,9 @@ def config_section(run: RunDir) -> str | None:
             + f"<p class='muted'>Total {sum(t['seconds'] for t in times.values()) / 60:.1f} min of wall time, "
             "including earlier attempts of a resumed run; this report's own build is counted from the next one.</p>"
         )
-    return "".join(parts) + f"<pre>{escape(run.config.read_text(encoding='utf-8'))}</pre>"
+    config = escape(run.config.read_text(encoding="utf-8"))
+    summary = "<summary>The resolved configuration (config.yaml)</summary>"
+    return "".join(parts) + f"<details>{summary}<pre>{config}</pre></details>"
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (

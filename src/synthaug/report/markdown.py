@@ -7,11 +7,11 @@ them again.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from synthaug.report.markup import policy_name
 from synthaug.rundir import RunDir
 
 METRIC_NAMES = {
@@ -27,12 +27,6 @@ def _signed(x: float) -> str:
     # U+2212 minus, as the docs write it; "+0.000" rather than "−0.000" for a rounded zero
     text = f"{x:+.3f}"
     return text.replace("-", "\u2212") if text.lstrip("-+") != "0.000" else "+0.000"
-
-
-def _policy_label(policy: str) -> str:
-    """``classical(p=0.2)`` -> ``classical 20%``; everything else as recorded."""
-    m = re.fullmatch(r"classical\(p=([0-9.]+)\)", policy)
-    return f"classical {float(m.group(1)) * 100:g}%" if m else policy
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:
@@ -86,7 +80,7 @@ def markdown_table(
     for _, row in first.iterrows():
         key = (row["model"], row["real_fraction"], row["policy"])
         cells = ([str(row["model"])] if many_models else []) + ([f"{row['real_fraction']:g}"] if many_fractions else [])
-        cells += [_policy_label(str(row["policy"])), str(int(row["n"]))]
+        cells += [policy_name(str(row["policy"])), str(int(row["n"]))]
         for m in metrics:
             r = indexed.loc[(*key, m)]
             cells.append(f"{r['median']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from html import escape
+
+
+def policy_name(policy: str) -> str:
+    """The one display name of a policy in the report, `synthaug table` and the docs:
+    ``classical(p=0.2)`` -> ``classical 20%``; every other policy as recorded."""
+    m = re.fullmatch(r"classical\(p=([0-9.]+)\)", policy)
+    return f"classical {float(m.group(1)) * 100:g}%" if m else policy
 
 
 def table(header: list[str], rows: list[list[object]], wrap: bool = False) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report.figures import to_data_uri
+from synthaug.report.markup import policy_name
 from synthaug.rundir import CONFUSION, HISTORY, RunDir
 
 METRICS = {"test_accuracy": "accuracy", "test_balanced_accuracy": "balanced acc.", "test_macro_f1": "macro-F1"}
@@ -23,27 +24,52 @@ def _fmt_ci(median: float, low: float, high: float) -> str:
     return f"{median:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def results_table(df: pd.DataFrame) -> str:
-    """Median and bootstrap 95% CI per cell for the headline metrics, plus cost."""
+def ordered_keys(df: pd.DataFrame, baseline: str) -> list[tuple[str, str, float]]:
+    """(model, policy, real fraction) in reading order: by model and fraction, the baseline first."""
+    keys = df.groupby(["model", "policy", "real_fraction"]).size().index
+    return sorted(keys, key=lambda k: (k[0], k[2], k[1] != baseline, k[1]))
+
+
+def results_table(df: pd.DataFrame, primary: str = "test_accuracy", baseline: str = "none") -> str:
+    """Median and bootstrap 95% CI per cell, the primary metric first with its validation value beside
+    it, then the other headline metrics; training cost in a collapsed table below."""
     keys = ["model", "policy", "real_fraction"]
-    parts = {m: summarize_cells(df, m, by=keys).set_index(keys) for m in METRICS}
+    metrics = [primary, *(m for m in METRICS if m != primary)]
+    parts = {m: summarize_cells(df, m, by=keys).set_index(keys) for m in metrics}
+    val = primary.replace("test_", "val_", 1)
+    val_med = df.groupby(keys)[val].median() if val in df.columns and val != primary else None
     cost = df.groupby(keys).agg(
         n_train=("n_train", "median"), epochs=("epochs_run", "median"), wall=("wall_time_s", "sum")
     )
-    header = ["model", "policy", "real fraction", "seeds", *METRICS.values()]
-    header += ["train images", "epochs (median)", "wall time (s, all seeds)"]
+    name = METRICS.get(primary, primary.removeprefix("test_").replace("_", " "))
+    header = ["model", "policy", "real fraction", "seeds", f"<b>{escape(name)}</b> (primary)"]
+    header += ["validation (median)"] if val_med is not None else []
+    header += [METRICS.get(m, m) for m in metrics[1:]]
     head = "".join(f"<th>{h}</th>" for h in header)
-    rows = []
-    for key, first in parts["test_accuracy"].iterrows():
-        cells = [escape(str(k)) for k in key] + [str(int(first["n"]))]
-        for m in METRICS:
+    rows, cost_rows = [], []
+    for key in ordered_keys(df, baseline):
+        model, policy, fraction = key
+        cells = [escape(model), escape(policy_name(policy)), f"{fraction:g}", str(int(parts[primary].loc[key, "n"]))]
+        for i, m in enumerate(metrics):
             r = parts[m].loc[key]
             cells.append(_fmt_ci(r["median"], r["ci_low"], r["ci_high"]))
+            if i == 0 and val_med is not None:
+                cells.append(f"{val_med.loc[key]:.3f}")
         c = cost.loc[key]
-        cells += [f"{c['n_train']:.0f}", f"{c['epochs']:.0f}", f"{c['wall']:.0f}"]
+        cost_rows.append([escape(model), escape(policy_name(policy)), f"{fraction:g}", f"{c['n_train']:.0f}",
+                          f"{c['epochs']:.0f}", f"{c['wall']:.0f}"])  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
-    note = "<p class='muted'>Median over seeds with a percentile-bootstrap 95% CI of the median, on the test split.</p>"
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}"
+    note = (
+        "<p class='muted'>Median over seeds with a percentile-bootstrap 95% CI of the median, on the test split; "
+        "the validation column is the median on each cell's validation split (a large gap to test is itself a "
+        "finding: leakage between training and validation, or a validation split too small to select on).</p>"
+    )
+    cost_head = "".join(f"<th>{h}</th>" for h in ["model", "policy", "real fraction", "training images (median)",
+                                                     "epochs run (median)", "wall time, all seeds (s)"])  # fmt: skip
+    cost_body = "".join("<tr>" + "".join(f"<td>{x}</td>" for x in r) + "</tr>" for r in cost_rows)
+    cost_table = f"<table><tr>{cost_head}</tr>{cost_body}</table>"
+    cost_html = f"<details><summary>Training cost per cell</summary>{cost_table}</details>"
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}{cost_html}"
 
 
 def strip_plots(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -> str:
@@ -91,7 +117,7 @@ def paired_table(df: pd.DataFrame, baseline: str) -> str:
         if p.empty:
             return f"<p class='warn'>No cells with the baseline policy '{escape(baseline)}' to compare against.</p>"
         rows = "".join(
-            f"<tr><td>{escape(r.model)}</td><td>{r.real_fraction:g}</td><td>{escape(r.policy)}</td><td>{r.n_pairs}</td>"
+            f"<tr><td>{escape(r.model)}</td><td>{r.real_fraction:g}</td><td>{escape(policy_name(r.policy))}</td><td>{r.n_pairs}</td>"
             f"<td>{r.mean_diff:+.3f}</td><td>[{r.ci_low:+.3f}, {r.ci_high:+.3f}]</td><td>{r.wins}/{r.n_pairs}</td>"
             f"<td>{r.wilcoxon_p:.3g}</td></tr>"
             for r in p.itertuples()
@@ -111,7 +137,10 @@ def per_class_f1(df: pd.DataFrame) -> str:
     med = df.groupby(["model", "policy", "real_fraction"])[cols].median()
     head = "".join(f"<th>{escape(h)}</th>" for h in ["model", "policy", "real fraction", *(c[8:] for c in cols)])
     rows = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(k))}</td>" for k in key) + "".join(f"<td>{v:.3f}</td>" for v in r) + "</tr>"
+        "<tr>"
+        + f"<td>{escape(str(key[0]))}</td><td>{escape(policy_name(str(key[1])))}</td><td>{key[2]:g}</td>"
+        + "".join(f"<td>{v:.3f}</td>" for v in r)
+        + "</tr>"
         for key, r in zip(med.index, med.to_numpy(), strict=True)
     )
     return f"<table><tr>{head}</tr>{rows}</table><p class='muted'>Median F1 per class over seeds.</p>"
@@ -125,11 +154,15 @@ def confusion_figure(df: pd.DataFrame, run: RunDir) -> str | None:
         mats = [pd.read_csv(run.classifier_dir(cid) / CONFUSION, index_col=0) for cid in g["cell_id"]]
         mats = [m for m in mats if m is not None]
         if mats:
-            panels.append((f"{model}\n{policy}", sum(m.to_numpy() for m in mats), list(mats[0].columns)))
+            panels.append((f"{model}\n{policy_name(policy)}", sum(m.to_numpy() for m in mats), list(mats[0].columns)))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 3.0), squeeze=False)
-    for ax, (title, mat, names) in zip(axes[0], panels, strict=True):
+    per_row = min(4, len(panels))  # at most four legible panels across the page
+    n_rows = -(-len(panels) // per_row)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(3.1 * per_row, 3.3 * n_rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (title, mat, names) in zip(axes.flat, panels, strict=False):
         norm = mat / np.maximum(mat.sum(1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(names)):
@@ -140,7 +173,8 @@ def confusion_figure(df: pd.DataFrame, run: RunDir) -> str | None:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(title, fontsize=8)
-    axes[0][0].set_ylabel("true")
+        ax.set_ylabel("true", fontsize=7)
+    fig.tight_layout()
     return to_data_uri(fig)
 
 

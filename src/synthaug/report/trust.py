@@ -79,8 +79,9 @@ def _class_names(q: dict[str, Any]) -> list[str]:
 def _quality_row(name: str, cell: str, against: str, r: dict[str, Any]) -> list[object]:
     o = r["overall"]
     kid = "–" if o["kid_mean"] is None else f"{o['kid_mean']:.4f} ± {o['kid_std']:.4f}"
-    return [name, cell, r["feature_network"], against, o["n_real"], o["n_synthetic"], num(o["fid"], ".2f"), kid,
-            num(o["precision"]), num(o["recall"]), num(o["diversity_synthetic"]), num(o["diversity_real"])]  # fmt: skip
+    diversity = f"{num(o['diversity_synthetic'])} / {num(o['diversity_real'])}"
+    return [name, cell, against, f"{o['n_real']} / {o['n_synthetic']}", num(o["fid"], ".2f"), kid,
+            num(o["precision"]), num(o["recall"]), diversity]  # fmt: skip
 
 
 def quality_section(run: RunDir) -> str | None:
@@ -95,8 +96,8 @@ def quality_section(run: RunDir) -> str | None:
         for roles in b["quality"].values():
             for against, r in roles.items():
                 rows.append(_quality_row(b["bank"], _cell(b), against.removeprefix("vs_").replace("_", " "), r))
-    header = ["images", "real fraction / seed", "features", "against real", "n real", "n synthetic", "FID",
-              "KID", "precision", "recall", "MS-SSIM (synthetic)", "MS-SSIM (real)"]  # fmt: skip
+    header = ["images", "real fraction / seed", "against real", "n real / synthetic", "FID", "KID", "precision",
+              "recall", "MS-SSIM synthetic / real"]  # fmt: skip
     networks = ", ".join(q["feature_networks"])
     judges = ", ".join(f"{_key_label(k)}: {num(c['judge']['test']['accuracy'])}" for k, c in q["cells"].items())
     intro = (

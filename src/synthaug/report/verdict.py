@@ -21,7 +21,7 @@ from synthaug.config.policies import FromBank, PolicySpec, policy_params
 from synthaug.io import read_json
 from synthaug.metrics.stats import higher_is_better, paired_comparison, summarize_cells
 from synthaug.report.figures import to_data_uri
-from synthaug.report.markup import figure, num
+from synthaug.report.markup import figure, num, policy_name
 from synthaug.rundir import CONFUSION, RunDir, cell_key, parse_cell_key
 
 METRIC_NAMES = {
@@ -87,14 +87,14 @@ class Comparison:
 
     def reading(self, higher: bool) -> str:
         if np.isnan(self.low) or self.pairs < 2:
-            return f"not comparable with {self.against} (fewer than two paired seeds)"
+            return f"not comparable with {escape(policy_name(self.against))} (fewer than two paired seeds)"
         better = self.low > 0 if higher else self.high < 0
         worse = self.high < 0 if higher else self.low > 0
         if better:
-            return f"<b>better than {escape(self.against)}</b>"
+            return f"<b>better than {escape(policy_name(self.against))}</b>"
         if worse:
-            return f"<b>worse than {escape(self.against)}</b>"
-        return f"no clear difference from {escape(self.against)}"
+            return f"<b>worse than {escape(policy_name(self.against))}</b>"
+        return f"no clear difference from {escape(policy_name(self.against))}"
 
     def text(self) -> str:
         return (
@@ -220,12 +220,12 @@ def verdict(run: RunDir, df: pd.DataFrame, cfg: SynthaugConfig) -> str:
         best_classical = (max if higher else min)(classical, key=lambda p: med[p]) if classical else None
         n = int(group.groupby("policy")["seed"].nunique().min())
         title = f"{model}, real fraction {fraction:g}"
-        items = [
-            f"<p><b>{escape(title)}</b> ({n} seeds): best approach <b>{escape(best)}</b> "
-            f"({escape(metric_name(metric))} median {num(med[best])}; {escape(baseline)}: {num(med.get(baseline))}"
-            + (f"; best classical, {escape(best_classical)}: {num(med[best_classical])}" if best_classical else "")
-            + ").</p><ul>"
-        ]
+        said_best = f"{escape(metric_name(metric))} median {num(med[best])}"
+        said_best += f"; {escape(policy_name(baseline))}: {num(med.get(baseline))}"
+        if best_classical:
+            said_best += f"; best classical, {escape(policy_name(best_classical))}: {num(med[best_classical])}"
+        best_name = escape(policy_name(best))
+        items = [f"<p><b>{escape(title)}</b> ({n} seeds): best approach <b>{best_name}</b> ({said_best}).</p><ul>"]
         rows: list[tuple[str, Comparison]] = []
         for policy in sorted(p for p in med if p != baseline):
             against = [baseline]
@@ -236,7 +236,7 @@ def verdict(run: RunDir, df: pd.DataFrame, cfg: SynthaugConfig) -> str:
                 continue
             rows += [(policy, c) for c in found]
             said = "; ".join(f"{c.reading(higher)} ({c.text()})" for c in found)
-            items.append(f"<li>{escape(policy)} [{kinds.get(policy, '?')}]: {said}</li>")
+            items.append(f"<li>{escape(policy_name(policy))} [{kinds.get(policy, '?')}]: {said}</li>")
         items.append("</ul>")
         parts += items
         forest.append((title, rows))
@@ -266,7 +266,7 @@ def forest_plot(
             color = "#1a7f37" if good else "#b42318" if bad else "#555"
             ax.errorbar(c.mean, y, xerr=[[c.mean - c.low], [c.high - c.mean]], fmt=marker, color=color, capsize=3)
         ax.axvline(0, color="#999", lw=1)
-        ax.set_yticks(range(len(rows)), [f"{p} vs {c.against}" for p, c in rows], fontsize=7)
+        ax.set_yticks(range(len(rows)), [f"{policy_name(p)} vs {policy_name(c.against)}" for p, c in rows], fontsize=7)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(f"Δ {metric}", fontsize=8)
