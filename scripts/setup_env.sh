@@ -12,9 +12,15 @@ fi
 stamp="$VENV/.synthaug-installed"
 want="$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "installing into $VENV (a few minutes on first use; about 7 GB of disk in all):" >&2
+  echo "  torch 2.14.1 + torchvision 0.29.1 (the default Linux wheels bring CUDA libraries and triton:" >&2
+  echo "  about 5.5 GB; they are used when a GPU is present)" >&2
+  echo "  synthaug with its dependencies (diffusers, timm, grad-cam, pandas, ...), the dev tools and the" >&2
+  echo "  optional cluster backends ray and submitit (about 1 GB more)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
   # dev tools and the optional cluster backends (ray, submitit) that the executor tests run for real
   "$VENV/bin/python" -m pip install -q -e ".[dev,ray,slurm]"
   echo "$want" > "$stamp"
+  echo "environment ready: $VENV" >&2
 fi
