@@ -48,3 +48,15 @@ def test_imbalance_and_rare_class() -> None:
     assert counts["pituitary"] < counts["glioma"] / 5 and sum(counts.values()) == 100
     with pytest.raises(ValueError, match="unknown phantom class"):
         generate(10, 32, imbalance={"tumour": 1.0})
+
+
+def test_lesion_scale_and_contrast_make_larger_brighter_lesions_and_default_is_unchanged() -> None:
+    base = generate(64, 32, seed=3)
+    same = generate(64, 32, seed=3, lesion_scale=1.0, lesion_contrast=1.0)
+    assert np.array_equal(base.images, same.images) and np.array_equal(base.masks, same.masks)
+    easy = generate(64, 32, seed=3, lesion_scale=2.0, lesion_contrast=2.0)
+    assert np.array_equal(base.labels, easy.labels)
+    sick = base.labels != base.class_names.index("notumor")
+    assert easy.masks[sick].sum() > 2 * base.masks[sick].sum()  # area grows about with the square of the scale
+    healthy = ~sick
+    assert np.array_equal(base.images[healthy], easy.images[healthy])  # no lesion: nothing changes

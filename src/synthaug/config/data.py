@@ -17,6 +17,10 @@ class PhantomConfig(StrictModel):
     imbalance: dict[str, float] | None = Field(None, description="class -> relative weight, e.g. {pituitary: 0.1}")
     rare_class: bool = Field(False, description="add a fifth, 'metastasis' class")
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    lesion_scale: float = Field(
+        1.0, gt=0, le=4, description="lesion size multiplier (> 1: larger lesions, an easier task at small sizes)"
+    )
+    lesion_contrast: float = Field(1.0, gt=0, le=4, description="lesion contrast multiplier (> 1: an easier task)")
 
 
 class LeakageConfig(StrictModel):

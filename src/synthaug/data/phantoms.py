@@ -56,8 +56,13 @@ def generate(
     imbalance: dict[str, float] | None = None,
     rare_class: bool = False,
     test_fraction: float = 0.2,
+    lesion_scale: float = 1.0,
+    lesion_contrast: float = 1.0,
 ) -> ImageSet:
-    """Draw ``n`` phantom slices of ``size``×``size`` with labels, masks and a train/test split."""
+    """Draw ``n`` phantom slices of ``size``×``size`` with labels, masks and a train/test split.
+
+    ``lesion_scale`` / ``lesion_contrast`` multiply every lesion's size and contrast (1: the
+    default task; larger values make an easier one, e.g. for small images)."""
     if n < 1 or size < 16:
         raise ValueError(f"phantoms need n >= 1 and size >= 16, got n={n}, size={size}")
     names = class_names(rare_class)
@@ -68,7 +73,7 @@ def generate(
     for k, start in enumerate(range(0, n, _BATCH)):
         g = torch.Generator().manual_seed(seed * 1_000_003 + k)
         lab = torch.as_tensor(labels[start : start + _BATCH])
-        img, msk = _draw_batch(lab, size, names, g)
+        img, msk = _draw_batch(lab, size, names, g, lesion_scale, lesion_contrast)
         images[start : start + len(lab)] = img.mul(255).round().to(torch.uint8).numpy()
         masks[start : start + len(lab)] = msk.numpy()
     splits = _split(labels, test_fraction, seed)
@@ -98,7 +103,12 @@ def _smooth_noise(g: torch.Generator, n: int, size: int, cells: int) -> torch.Te
 
 
 def _draw_batch(
-    labels: torch.Tensor, size: int, names: tuple[str, ...], g: torch.Generator
+    labels: torch.Tensor,
+    size: int,
+    names: tuple[str, ...],
+    g: torch.Generator,
+    lesion_scale: float = 1.0,
+    lesion_contrast: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render a batch: returns images (n, S, S) float in [0, 1] and masks (n, S, S) bool."""
     n = len(labels)
@@ -127,7 +137,12 @@ def _draw_batch(
         sel = torch.nonzero(labels == c).flatten()
         if name == "notumor" or len(sel) == 0:
             continue
-        sub_img, sub_mask = _LESIONS[name](img[sel], x[sel], y[sel], r[sel], g)
+        base = img[sel]
+        # Lesions are drawn in coordinates shrunk by lesion_scale (a larger lesion about the same
+        # centre offset) and their added intensity is scaled by lesion_contrast.
+        sub_img, sub_mask = _LESIONS[name](base, x[sel], y[sel], r[sel], g, lesion_scale)
+        if lesion_contrast != 1.0:
+            sub_img = base + lesion_contrast * (sub_img - base)
         img[sel], mask[sel] = sub_img, sub_mask & (r[sel] < 0.86)
 
     bias = 1.0 + 0.18 * _smooth_noise(g, n, size, 3)  # receive-coil bias field
@@ -175,12 +190,14 @@ def _distractors(
     return img
 
 
-def _glioma(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator):
+def _glioma(
+    img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator, scale: float = 1.0
+):
     n = len(img)
     side = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).view(n, 1, 1)
     cx, cy = side * _u(g, n, 0.18, 0.42), _u(g, n, -0.4, 0.3)
     phi = torch.atan2(y - cy, x - cx)
-    rad = _u(g, n, 0.09, 0.22)
+    rad = _u(g, n, 0.09, 0.22) * scale
     shape = torch.ones_like(phi)
     for k in (2, 3, 5):  # irregular border: random angular harmonics
         shape = shape + _u(g, n, 0.0, 0.22) * torch.cos(k * phi + _u(g, n, 0, 2 * math.pi))
@@ -196,10 +213,12 @@ def _glioma(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor
     return img, core
 
 
-def _meningioma(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator):
+def _meningioma(
+    img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator, scale: float = 1.0
+):
     n = len(img)
     ang = _u(g, n, 0, 2 * math.pi)
-    rad = _u(g, n, 0.06, 0.16)
+    rad = _u(g, n, 0.06, 0.16) * scale
     dist = 0.76 - rad * 0.6  # the mass touches the inner skull surface
     cx, cy = dist * torch.cos(ang) * 0.8, dist * torch.sin(ang) * 0.9
     d = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) / rad
@@ -209,22 +228,26 @@ def _meningioma(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Te
     return img, core
 
 
-def _pituitary(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator):
+def _pituitary(
+    img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator, scale: float = 1.0
+):
     n = len(img)
     cx, cy = _u(g, n, -0.04, 0.04), _u(g, n, 0.45, 0.62)
-    d = _ellipse(x, y, cx, cy, 1.0, 1.0).sqrt() / _u(g, n, 0.04, 0.11)
+    d = _ellipse(x, y, cx, cy, 1.0, 1.0).sqrt() / (_u(g, n, 0.04, 0.11) * scale)
     core = d < 1
     img = torch.where(core, img + _u(g, n, 0.12, 0.4) * (1 - 0.3 * d), img)
     return img, core
 
 
-def _metastasis(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator):
+def _metastasis(
+    img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, g: torch.Generator, scale: float = 1.0
+):
     n = len(img)
     mask = torch.zeros(img.shape, dtype=torch.bool)
     for i in range(4):
         ang, rad = _u(g, n, 0, 2 * math.pi), _u(g, n, 0.1, 0.6)
         cx, cy = rad * torch.cos(ang) * 0.75, rad * torch.sin(ang) * 0.85
-        d = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) / _u(g, n, 0.03, 0.06)
+        d = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2) / (_u(g, n, 0.03, 0.06) * scale)
         present = (torch.rand(n, generator=g) < (1.0 if i < 2 else 0.5)).view(n, 1, 1)
         ring = (d < 1) & present
         img = torch.where(ring, img + _u(g, n, 0.15, 0.4) * torch.where(d > 0.55, 1.0, -0.3), img)

@@ -38,7 +38,9 @@ def scan_data(cfg: DataConfig) -> tuple[Scan, RawSource | None]:
     """List and decode the configured source (phantoms are generated in memory)."""
     if cfg.source == "phantom":
         p = cfg.phantom
-        data = phantoms.generate(p.n, cfg.size, p.seed, p.imbalance, p.rare_class, p.test_fraction)
+        data = phantoms.generate(
+            p.n, cfg.size, p.seed, p.imbalance, p.rare_class, p.test_fraction, p.lesion_scale, p.lesion_contrast
+        )
         return scan_imageset(data), None
     source = list_source(cfg.source, cfg.class_names, cfg.groups.column)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
