@@ -76,7 +76,7 @@ def test_table_names_each_generator_objective_and_the_paired_finding() -> None:
     rows = {r[1].split(":")[0]: r for r in _rows(html)}
     assert list(rows) == [
         "none",
-        "classical(p=0.2)",
+        "classical 20%",
         "synthetic(gen=vae,per_class=200)",
         "synthetic(drop_memorized=True,gen=gan,min_confidence=0.8,y=0.5)",
         "balance(gen=ddpm)",

@@ -119,8 +119,8 @@ def test_report_shows_quality_memorization_tstr_filtering_and_gradcam(trust_dir:
     assert "encoder:cnn@f1_s0" in html  # the feature network is named
     for bank in ("copies", "heldout", "vae"):
         assert f"Bank {bank} (real fraction 1, seed 0)" in html  # a sample grid per bank
-        assert f"Grad-CAM of cnn · none · 1 / 0 on real test images (left) and {bank} images" in html
-        assert f"<figcaption>{bank} (1 / 0): synthetic images (top) above their nearest training image" in html
+        assert f"Grad-CAM of cnn · none · fraction 1, seed 0 on real test images (left) and {bank} images" in html
+        assert f"<figcaption>{bank} (fraction 1, seed 0): synthetic images (top) above their nearest training" in html
     assert "real (TRTR)" in html and "copies (TSTR)" in html and "confidence ≥ 0.9, not memorized" in html
     # real grid, class counts, strip plot, confusion, curves + 3 bank grids, 3 pair strips, 3 Grad-CAM panels
     assert html.count("<img ") >= 5 + 9 and html.count('src="data:image/png;base64,') == html.count("<img ")

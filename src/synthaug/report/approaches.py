@@ -11,9 +11,7 @@ import pandas as pd
 from synthaug.config import SynthaugConfig
 from synthaug.config.policies import PolicySpec, describe
 from synthaug.metrics.stats import paired_comparison, summarize_cells
-from synthaug.report.markup import num
-
-METRIC = "test_accuracy"
+from synthaug.report.markup import num, policy_name
 
 
 def _generators(specs: list[PolicySpec], cfg: SynthaugConfig) -> list[tuple[str, str, str]]:
@@ -52,21 +50,25 @@ def _finding(summary: pd.Series | None, paired: pd.Series | None) -> str:
     return f"<span style='white-space: nowrap'>{text}</span>"
 
 
-def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig) -> str:
+def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig, metric: str = "test_accuracy") -> str:
     """One row per (model, policy combination): what it does, what its generators optimise, and
-    per real fraction the median test accuracy [95% CI] and the paired difference to the baseline."""
+    per real fraction the median of ``metric`` [95% CI] and the paired difference to the baseline."""
     keys = ["model", "policy", "real_fraction"]
-    summary = summarize_cells(df, METRIC, by=keys).set_index(keys)
-    paired = paired_comparison(df, METRIC, baseline=cfg.study.baseline)
+    summary = summarize_cells(df, metric, by=keys).set_index(keys)
+    paired = paired_comparison(df, metric, baseline=cfg.study.baseline)
     paired = paired.set_index(keys) if not paired.empty else paired
     fractions = sorted(df["real_fraction"].unique())
     head = ["model", "approach", "generator", "generator loss", "generator optimiser"]
-    head += [f"test accuracy at real fraction {f:g}" for f in fractions]
+    name = metric.removeprefix("test_").replace("_", " ").replace("macro f1", "macro-F1")
+    head += [f"test {name} at real fraction {f:g}" for f in fractions]
     rows = []
-    for (model, policy, spec_json), _ in df.groupby(["model", "policy", "policy_spec"], sort=False):
+    order = {p: (p != cfg.study.baseline, i) for i, p in enumerate(df["policy"].unique())}  # baseline, then as run
+    grouped = df.groupby(["model", "policy", "policy_spec"], sort=False)
+    groups = sorted(grouped, key=lambda kv: (kv[0][0], order[kv[0][1]]))
+    for (model, policy, spec_json), _ in groups:
         specs = [PolicySpec.model_validate(s) for s in json.loads(spec_json)]
         gens = _generators(specs, cfg)
-        cells = [escape(str(c)) for c in (model, f"{policy}: {describe(specs)}")]
+        cells = [escape(str(c)) for c in (model, f"{policy_name(policy)}: {describe(specs)}")]
         cells += [escape("; ".join(g[i] for g in gens) or "–") for i in range(3)]
         for f in fractions:
             key = (model, policy, f)
@@ -76,7 +78,8 @@ def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig) -> str:
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
     note = (
-        f"<p class='muted'>{escape(classifier_line(cfg))} Finding: median test accuracy over seeds [bootstrap 95% CI]; "
+        f"<p class='muted'>{escape(classifier_line(cfg))} Finding: median test {escape(name)} over seeds "
+        "[bootstrap 95% CI]; "
         f"Δ: mean paired difference to '{escape(cfg.study.baseline)}' over the same seeds [paired-bootstrap 95% CI] "
         "and the number of seeds on which the approach was better.</p>"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import matplotlib
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_data_uri(fig: Figure) -> str:
@@ -56,3 +57,23 @@ def class_counts_figure(counts: dict[str, dict[str, int]]) -> str:
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return to_data_uri(fig)
+
+
+def labelled_grid(png: bytes, class_names: tuple[str, ...] | list[str], min_px: int = 64) -> bytes:
+    """A grid of :func:`image_grid` enlarged (nearest neighbour) to at least ``min_px`` per image,
+    with each row's class name on its left."""
+    grid = Image.open(io.BytesIO(png)).convert("L")
+    cell = grid.height // max(1, len(class_names))  # image size + 1 px gutter
+    factor = max(1, math.ceil(min_px / max(1, cell - 1)))
+    grid = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
+    font = ImageFont.load_default(size=14)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    label_w = 12 + max((int(probe.textlength(str(c), font=font)) for c in class_names), default=0)
+    canvas = Image.new("L", (label_w + grid.width, grid.height), 255)
+    canvas.paste(grid, (label_w, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, name in enumerate(class_names):
+        draw.text((4, (i + 0.5) * cell * factor), str(name), fill=0, font=font, anchor="lm")
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()

@@ -108,9 +108,12 @@ def summary_section(run: RunDir) -> str | None:
 def samples_section(run: RunDir) -> str | None:
     """The real grid, then one grid per synthetic bank (largest real fraction, first seed)."""
     grid = run.real_grid
-    rows = ", ".join(read_json(run.audit)["class_names"])
+    names = read_json(run.audit)["class_names"]
     real = (
-        figure(figures.png_to_data_uri(grid.read_bytes()), f"Real training images; rows top to bottom: {rows}.")
+        figure(
+            figures.png_to_data_uri(figures.labelled_grid(grid.read_bytes(), names)),
+            "Real training images; one row per class, named on the left.",
+        )
         if grid.exists()
         else ""
     )
@@ -122,7 +125,8 @@ def approaches_section(run: RunDir) -> str | None:
     df = results.load_results(run)
     if df is None or df.empty or "policy_spec" not in df.columns:  # results of an early version lack the specs
         return None
-    return approaches.approaches_table(df, load_config(run.config))
+    cfg = load_config(run.config)
+    return approaches.approaches_table(df, cfg, verdict.primary_metric(cfg, run, df)[0])
 
 
 def results_section(run: RunDir) -> str | None:

@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image
 
 from synthaug.io import read_json
-from synthaug.report.figures import image_grid, png_to_data_uri
-from synthaug.report.markup import figure, num, table
+from synthaug.report.figures import image_grid, labelled_grid, png_to_data_uri
+from synthaug.report.markup import figure, num, policy_name, table
 from synthaug.rundir import MANIFEST, BankRef, RunDir, parse_cell_key
 
 
@@ -51,7 +51,7 @@ def bank_grid(ref: BankRef, per_class: int = 8) -> bytes:
     picked = manifest.groupby("class_id", sort=True).head(per_class)
     images = np.stack([np.asarray(Image.open(ref.path / p).convert("L")) for p in picked["path"]])
     names = read_json(ref.path / "bank.json")["class_names"]
-    return image_grid(images, picked["class_id"].to_numpy(), names, per_class)
+    return labelled_grid(image_grid(images, picked["class_id"].to_numpy(), names, per_class), names)
 
 
 def bank_samples(run: RunDir) -> str:
@@ -64,12 +64,12 @@ def bank_samples(run: RunDir) -> str:
 
 
 def _cell(entry: dict[str, Any]) -> str:
-    return f"{entry['fraction']:g} / {entry['seed']}"
+    return f"fraction {entry['fraction']:g}, seed {entry['seed']}"
 
 
 def _key_label(key: str) -> str:
     fraction, seed = parse_cell_key(key)
-    return f"{fraction:g} / {seed}"
+    return f"fraction {fraction:g}, seed {seed}"
 
 
 def _class_names(q: dict[str, Any]) -> list[str]:
@@ -96,7 +96,7 @@ def quality_section(run: RunDir) -> str | None:
         for roles in b["quality"].values():
             for against, r in roles.items():
                 rows.append(_quality_row(b["bank"], _cell(b), against.removeprefix("vs_").replace("_", " "), r))
-    header = ["images", "real fraction / seed", "against real", "n real / synthetic", "FID", "KID", "precision",
+    header = ["images", "cell", "against real", "n real / synthetic", "FID", "KID", "precision",
               "recall", "MS-SSIM synthetic / real"]  # fmt: skip
     networks = ", ".join(q["feature_networks"])
     judges = ", ".join(f"{_key_label(k)}: {num(c['judge']['test']['accuracy'])}" for k, c in q["cells"].items())
@@ -107,7 +107,7 @@ def quality_section(run: RunDir) -> str | None:
         "Precision: share of synthetic images on the real manifold (fidelity); recall: share of real images on "
         "the synthetic manifold (coverage). MS-SSIM is the mean within-class similarity of random pairs: lower "
         "is more diverse.</p>"
-        f"<p class='muted'>Test accuracy of the encoder classifiers (real fraction / seed): {escape(judges)}. "
+        f"<p class='muted'>Test accuracy of the encoder classifiers (the judges) per cell: {escape(judges)}. "
         "An encoder near chance accuracy has not learnt the classes, and distances in its features say "
         "little.</p>"
     )
@@ -124,7 +124,7 @@ def _per_class_fid(q: dict[str, Any]) -> str:
             fids = [num(per[c]["fid"], ".2f") if c in per else "–" for c in names]
             rows.append([b["bank"], _cell(b), against.removeprefix("vs_"), *fids])
     head = "<h3>FID per class (encoder features)</h3>"
-    return head + table(["images", "real fraction / seed", "against real", *names], rows)
+    return head + table(["images", "cell", "against real", *names], rows)
 
 
 def memorization_section(run: RunDir) -> str | None:
@@ -145,7 +145,7 @@ def memorization_section(run: RunDir) -> str | None:
         f"images are flagged about {2 * pct:g}% of the time at most; much more means the generator copies its "
         "training images (patients).</p>"
     )
-    header = ["images", "real fraction / seed", "n", "exact copies", "flagged share", "training images copied",
+    header = ["images", "cell", "n", "exact copies", "flagged share", "training images copied",
               *(f"flagged: {c}" for c in names)]  # fmt: skip
     parts = [intro, table(header, rows), "<h3>Closest pairs (largest real fraction, first seed)</h3>"]
     shown = _is_shown(run)
@@ -185,7 +185,7 @@ def tstr_section(run: RunDir) -> str | None:
         "early) and tested on the real test set, next to the same network with the same budget trained on the "
         "real training images. TSTR close to TRTR means the synthetic images carry the class evidence.</p>"
     )
-    header = ["trained on", "real fraction / seed", "train images", "accuracy", "balanced acc.", "macro-F1"]
+    header = ["trained on", "cell", "train images", "accuracy", "balanced acc.", "macro-F1"]
     header += [f"F1 {c}" for c in names]
     return intro + table(header, rows)
 
@@ -231,7 +231,7 @@ def gradcam_section(run: RunDir) -> str | None:
     rows: list[list[object]] = []
     figures: list[str] = []
     for e in entries:
-        label = f"{e['model']} · {e['policy']} · {e['fraction']:g} / {e['seed']}"
+        label = f"{e['model']} · {policy_name(e['policy'])} · fraction {e['fraction']:g}, seed {e['seed']}"
         rows.append(_cam_row(label, "real test", e["real"], None))
         for b in e["banks"]:
             kind = "variations (source mask)" if b["variation"] else "samples"
