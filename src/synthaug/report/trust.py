@@ -101,8 +101,9 @@ def quality_section(run: RunDir) -> str | None:
     networks = ", ".join(q["feature_networks"])
     judges = ", ".join(f"{_key_label(k)}: {num(c['judge']['test']['accuracy'])}" for k, c in q["cells"].items())
     intro = (
-        f"<p>Feature network: <b>{escape(networks)}</b>. The encoder is the penultimate layer of a classifier "
-        "trained on the cell's real training images (in-domain features), so FID and KID compare only within "
+        f"<p>Feature network: <b>{escape(networks)}</b>. The encoder is the penultimate layer of the cell's "
+        "<b>judge</b>: a classifier trained on the cell's real training images only, whose features (in-domain, "
+        "unlike ImageNet's) measure the banks and whose confidences filter them. FID and KID compare only within "
         "one cell. The first rows are the yardstick: real test images against the real training images. "
         "Precision: share of synthetic images on the real manifold (fidelity); recall: share of real images on "
         "the synthetic manifold (coverage). MS-SSIM is the mean within-class similarity of random pairs: lower "
@@ -183,7 +184,8 @@ def tstr_section(run: RunDir) -> str | None:
     intro = (
         f"<p>A {escape(model)} classifier trained on synthetic images only (the real validation images stop it "
         "early) and tested on the real test set, next to the same network with the same budget trained on the "
-        "real training images. TSTR close to TRTR means the synthetic images carry the class evidence.</p>"
+        "real training images. <b>TSTR</b> (train on synthetic, test on real) close to <b>TRTR</b> (train on "
+        "real, test on real) means the synthetic images carry the class evidence.</p>"
     )
     header = ["trained on", "cell", "train images", "accuracy", "balanced acc.", "macro-F1"]
     header += [f"F1 {c}" for c in names]
@@ -243,10 +245,11 @@ def gradcam_section(run: RunDir) -> str | None:
     tol = entries[0]["tolerance_px"]
     intro = (
         "<p>Where the classifier looks (Grad-CAM for the true class). With lesion masks: the share of CAM energy "
-        f"inside the lesion and the pointing game (CAM peak inside the lesion, ±{tol} px). Variations are scored "
+        f"inside the lesion and the <b>pointing game</b> (the share of images whose CAM peak lies inside the "
+        f"lesion, ±{tol} px). Variations are scored "
         "in their source image's mask; other synthetic images by the correlation of the per-class mean CAM with "
         "that of real images (1: same places).</p>"
     )
-    header = ["classifier (model · policy · fraction / seed)", "images", "n", "energy in lesion", "pointing game",
+    header = ["classifier (model · policy · cell)", "images", "n", "energy in lesion", "pointing game",
               "mean-CAM correlation with real"]  # fmt: skip
     return intro + table(header, rows) + "".join(figures)
