@@ -122,9 +122,12 @@ def measure_bank(
         "fingerprint": fingerprint,
     }
     write_json(cache, entry)  # written last: the bank counts as measured only now
-    vs = quality["encoder"]["vs_train"]["overall"]
-    flagged = 100 * mem.summary["flagged_share"]
-    log.info("quality: bank %s %s: FID %s vs train, %.1f%% flagged", ref.name, ref.cell, _fmt(vs["fid"]), flagged)
+    vs = quality["encoder"]["vs_test"]["overall"]
+    log.info(
+        "quality: bank %s %s: FID %s vs test, precision %s, recall %s, MS-SSIM %s (real %s), %.1f%% memorization flags",
+        ref.name, ref.cell, _fmt(vs["fid"]), _fmt(vs["precision"]), _fmt(vs["recall"]),
+        _fmt(vs["diversity_synthetic"]), _fmt(vs["diversity_real"]), 100 * mem.summary["flagged_share"],
+    )  # fmt: skip
     return entry
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -200,6 +201,17 @@ def _clear(stage: Stage, run: RunDir) -> None:
              or "nothing (no outputs yet)")  # fmt: skip
 
 
+def _warn_oversubscription(cfg: SynthaugConfig) -> None:
+    """train.threads is a per-task override: with several workers it may ask for more threads than cores."""
+    s, threads, cores = cfg.study, cfg.train.threads, os.cpu_count() or 1
+    if s.executor == "local" and threads and s.workers and threads * s.workers > cores:
+        log.warning(
+            "train.threads=%d x study.workers=%d = %d threads on %d cores: torch threads that share busy cores run "
+            "many times slower; set train.threads=%d or fewer workers", threads, s.workers, threads * s.workers,
+            cores, max(1, cores // s.workers),
+        )  # fmt: skip
+
+
 def _run_stage(stage: Stage, ctx: StudyContext, forced: list[str]) -> None:
     run = ctx.run
     if stage.name in forced:
@@ -232,6 +244,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     cluster = cfg.study.executor != "local"
     if cluster:
         require_backend(cfg.study.executor)  # a missing extra is named before anything starts
+    _warn_oversubscription(cfg)
     # Tasks on other machines (or in other working directories) need absolute paths.
     run = RunDir(Path(out).resolve() if cluster else out)
     with RunLock(run.root) as lock:
