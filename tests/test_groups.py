@@ -174,3 +174,28 @@ def test_split_audit_flags_a_planted_leak_and_not_a_clean_split() -> None:
     leaky_val = ImageSet.concat([val, fit.subset(np.arange(20))])  # a third of validation copies training images
     leak = split_audit(fit, leaky_val, test, 0.99)
     assert leak["leak"] and leak["val_near_copies"] > 0.3 and leak["val_max_correlation"] > 0.999
+
+
+def test_no_image_of_a_validation_or_test_group_reaches_a_generator(tmp_path: Path) -> None:
+    root = patient_folder(tmp_path, layout="flat")
+    vae = "{family: vae, image_size: 16, steps: 2, batch_size: 8, vae: {channels: [8, 16], latent_dim: 8}}"
+    gen = f"study.generators=[{vae}]"
+    run = run_study(
+        _cfg(root, r"data.groups.regex=/p(\w+?)_", gen, "study.policies=[[], ['synthetic:gen=vae,per_class=2']]"),
+        tmp_path / "run",
+    )
+    splits = read_json(run.splits)
+
+    def patient(i: str) -> str:
+        return i.split("/")[-1].split("_")[0]
+
+    test = {patient(i) for i in splits["test"]}
+    checked = 0
+    for seed, by_fraction in splits["cells"].items():
+        for fraction, cell in by_fraction.items():
+            seen = read_json(run.generator_dir("vae", float(fraction), int(seed)) / "trained_on.json")["ids"]
+            assert set(seen) == set(cell["train"])  # the cell's training images, nothing else
+            val = {patient(i) for i in cell["val"]}
+            assert not {patient(i) for i in seen} & (val | test)
+            checked += 1
+    assert checked == 4
