@@ -209,6 +209,22 @@ SECTIONS: tuple[tuple[str, str, Callable[[RunDir], str | None]], ...] = (
 )
 
 
+def _warnings_beside_sections(run: RunDir, sections: list[Section]) -> list[Section]:
+    """Each warning of the summary again at the top of the section it concerns."""
+    df = results.load_results(run)
+    if df is None or df.empty:
+        return sections
+    by_section: dict[str, list[str]] = {}
+    for text, sid in verdict.warnings(run, df):
+        by_section.setdefault(sid, []).append(text)
+    return [
+        Section(s.id, s.title, "".join(f"<p class='warn'>⚠ {escape(t)}</p>" for t in by_section[s.id]) + s.html)
+        if s.id != "summary" and s.id in by_section
+        else s
+        for s in sections
+    ]
+
+
 def build_report(run_dir: Path) -> Path:
     """Render ``run_dir/report.html`` from the run directory's artifacts; returns its path."""
     run = RunDir(Path(run_dir))
@@ -218,6 +234,7 @@ def build_report(run_dir: Path) -> Path:
                 f"'{needed}' is missing: is '{run.root}' a synthaug run directory? Run `synthaug run` first"
             )
     sections = [Section(sid, title, html) for sid, title, fn in SECTIONS if (html := fn(run)) is not None]
+    sections = _warnings_beside_sections(run, sections)
     env = Environment(loader=PackageLoader("synthaug.report", "templates"), autoescape=select_autoescape(["html"]))
     study = run.recorded_study()
     html = env.get_template("report.html").render(

@@ -84,18 +84,29 @@ def _quality_row(name: str, cell: str, against: str, r: dict[str, Any]) -> list[
             num(o["precision"]), num(o["recall"]), diversity]  # fmt: skip
 
 
+def judge_at_chance(judge: dict[str, Any], margin: float = 0.05) -> bool:
+    """A judge whose test balanced accuracy is within ``margin`` of chance has not learnt the classes."""
+    test = judge["test"]
+    chance = 1.0 / max(1, len(test.get("per_class", {})))
+    return bool(test.get("balanced_accuracy", 1.0) <= chance + margin)
+
+
 def quality_section(run: RunDir) -> str | None:
     q = _quality(run)
     if q is None:
         return None
     rows: list[list[object]] = []
+    chance = {key for key, cell in q["cells"].items() if judge_at_chance(cell["judge"])}
+    flag = " (uninformative: judge at chance)"
     for key, cell in q["cells"].items():
         for ref in cell["real_train_vs_real_test"].values():
-            rows.append(_quality_row("real test images (reference)", _key_label(key), "train", ref))
+            label = "real test images (reference)" + (flag if key in chance else "")
+            rows.append(_quality_row(label, _key_label(key), "train", ref))
     for b in q["banks"]:
         for roles in b["quality"].values():
             for against, r in roles.items():
-                rows.append(_quality_row(b["bank"], _cell(b), against.removeprefix("vs_").replace("_", " "), r))
+                label = b["bank"] + (flag if b["cell"] in chance else "")
+                rows.append(_quality_row(label, _cell(b), against.removeprefix("vs_").replace("_", " "), r))
     header = ["images", "cell", "against real", "n real / synthetic", "FID", "KID", "precision",
               "recall", "MS-SSIM synthetic / real"]  # fmt: skip
     networks = ", ".join(q["feature_networks"])
@@ -112,7 +123,7 @@ def quality_section(run: RunDir) -> str | None:
         "An encoder near chance accuracy has not learnt the classes, and distances in its features say "
         "little.</p>"
     )
-    return intro + table(header, rows) + _per_class_fid(q)
+    return intro + table(header, rows, wrap=True) + _per_class_fid(q)
 
 
 def _per_class_fid(q: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from synthaug.io import read_json
 from synthaug.metrics.stats import higher_is_better, paired_comparison, summarize_cells
 from synthaug.report.figures import to_data_uri
 from synthaug.report.markup import figure, num, policy_name
+from synthaug.report.trust import judge_at_chance
 from synthaug.rundir import CONFUSION, RunDir, cell_key, parse_cell_key
 
 METRIC_NAMES = {
@@ -166,8 +167,8 @@ def _quality_warnings(q: dict) -> list[tuple[str, str]]:
     for key, cell in q.get("cells", {}).items():
         fraction, seed = parse_cell_key(key)
         test = cell["judge"]["test"]
-        chance = 1.0 / max(1, len(test.get("per_class", {})) or 1)
-        if test.get("balanced_accuracy", 1.0) <= chance + JUDGE_MARGIN:
+        chance = 1.0 / max(1, len(test.get("per_class", {})))
+        if judge_at_chance(cell["judge"], JUDGE_MARGIN):
             out.append((
                 f"The judge of real fraction {fraction:g}, seed {seed} is at chance (balanced accuracy "
                 f"{test['balanced_accuracy']:.2f}, chance {chance:.2f}): its features have not learnt the classes, so "
