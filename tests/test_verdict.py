@@ -75,11 +75,14 @@ def test_warnings_name_a_class_never_predicted_few_seeds_leakage_and_a_chance_ju
     overall = {"fid": 10.0, "recall": 0.01}
     write_json(run.quality, {
         "cells": {"f0.1_s0": {"judge": judge, "real_train_vs_real_test": {"judge": {"overall": {"fid": 5.0}}}}},
-        "banks": [{"bank": "vae", "fraction": 0.1, "seed": 0, "quality": {"judge": {"vs_test": {"overall": overall}}}}],
+        "banks": [{"bank": "vae", "fraction": 0.1, "seed": 0, "quality": {"judge": {"vs_test": {"overall": overall}}},
+                   "class_counts": {"c0": 100, "c1": 100},
+                   "filtering": {"min_confidence": {"0.5": {"c0": 90, "c1": 3}}}}],
     })  # fmt: skip
     found = warnings(run, df)
     text = " ".join(t for t, _ in found)
     assert "Class 'c2'" in text and "Class 'c0'" not in text
     assert "492 test images" in text and "at chance" in text and "recall 0.01" in text
+    assert "keeps almost nothing of c1 3 of 100" in text and "c0 90" not in text
     assert "seed(s) per approach" not in text  # six seeds
     assert "seed(s) per approach" in " ".join(t for t, _ in warnings(run, df[df["seed"] < 3]))

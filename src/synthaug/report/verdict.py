@@ -36,6 +36,7 @@ IMBALANCE = 1.5  # largest / smallest test class at or above this: the default m
 MIN_CLASS_F1 = 0.1  # a class whose median test F1 is below this is (nearly) never predicted
 JUDGE_MARGIN = 0.05  # a judge whose balanced accuracy is within this of chance has learnt nothing
 FID_FACTOR = 3.0  # a bank whose FID is this many times the real-vs-real yardstick is far from real images
+MIN_KEPT = 0.1  # a confidence filter keeping less than this share of a class's bank images starves it
 MIN_SEEDS = 6  # the fewest paired seeds with which a two-sided Wilcoxon p can fall below 0.05
 
 
@@ -192,6 +193,22 @@ def _quality_warnings(q: dict) -> list[tuple[str, str]]:
                     f"{fid:.1f} against {ref:.1f} for real test vs real training images. Train the generator "
                     "longer or check its samples.", "quality"))  # fmt: skip
             break
+        out += _filter_warnings(b)
+    return out
+
+
+def _filter_warnings(bank: dict) -> list[tuple[str, str]]:
+    """A confidence filter that keeps almost nothing of a class changes what the policy adds."""
+    totals = bank.get("class_counts", {})
+    out = []
+    for tau, kept in bank.get("filtering", {}).get("min_confidence", {}).items():
+        starved = [f"{c} {k} of {totals[c]}" for c, k in kept.items() if totals.get(c) and k < MIN_KEPT * totals[c]]
+        if starved:
+            out.append((
+                f"Filtering bank {bank['bank']} (fraction {bank['fraction']:g}, seed {bank['seed']}) at judge "
+                f"confidence ≥ {tau} keeps almost nothing of {', '.join(starved)}: a policy with min_confidence={tau} adds "
+                "mostly the other classes' images. Lower the threshold or improve the generator for those classes.",
+                "filtering"))  # fmt: skip
     return out
 
 
