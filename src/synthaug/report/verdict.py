@@ -206,8 +206,8 @@ def _filter_warnings(bank: dict) -> list[tuple[str, str]]:
         if starved:
             out.append((
                 f"Filtering bank {bank['bank']} (fraction {bank['fraction']:g}, seed {bank['seed']}) at judge "
-                f"confidence ≥ {tau} keeps almost nothing of {', '.join(starved)}: a policy with min_confidence={tau} adds "
-                "mostly the other classes' images. Lower the threshold or improve the generator for those classes.",
+                f"confidence ≥ {tau} keeps almost nothing of {', '.join(starved)}: a policy with "
+                f"min_confidence={tau} adds mostly the other classes' images. Lower the threshold or improve the generator for those classes.",
                 "filtering"))  # fmt: skip
     return out
 
