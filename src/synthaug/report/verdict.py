@@ -207,7 +207,8 @@ def _filter_warnings(bank: dict) -> list[tuple[str, str]]:
             out.append((
                 f"Filtering bank {bank['bank']} (fraction {bank['fraction']:g}, seed {bank['seed']}) at judge "
                 f"confidence ≥ {tau} keeps almost nothing of {', '.join(starved)}: a policy with "
-                f"min_confidence={tau} adds mostly the other classes' images. Lower the threshold or improve the generator for those classes.",
+                f"min_confidence={tau} adds mostly the other classes' images. Lower the threshold or improve "
+                "the generator for those classes.",
                 "filtering"))  # fmt: skip
     return out
 
