@@ -72,3 +72,21 @@ def test_killed_study_resumes_to_the_same_results(tmp_path: Path) -> None:
     got = pd.read_parquet(tmp_path / "killed" / "results.parquet")[STABLE].sort_values("cell_id").reset_index(drop=True)
     want = pd.read_parquet(reference.root / "results.parquet")[STABLE].sort_values("cell_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-6)
+
+
+def test_a_run_directory_from_before_a_new_setting_resumes(tmp_path: Path) -> None:
+    """Settings added later default to the earlier behaviour, so a run recorded without them resumes."""
+    import yaml
+
+    config = _config(tmp_path)
+    run = run_study(load_config(config), tmp_path / "run")
+    recorded = yaml.safe_load(run.config.read_text())
+    recorded.pop("report")
+    for key in ("lesion_scale", "lesion_contrast"):
+        recorded["data"]["phantom"].pop(key)
+    run.config.write_text(yaml.safe_dump(recorded))
+    again = run_study(load_config(config), tmp_path / "run")  # no "holds a study with a different configuration"
+    assert len(pd.read_parquet(again.results)) == 4
+    changed = load_config(config, ["data.phantom.lesion_scale=2"])
+    with pytest.raises(Exception, match="lesion_scale"):
+        run_study(changed, tmp_path / "run")

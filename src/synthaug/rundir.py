@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 import synthaug
-from synthaug.config import ConfigError, SynthaugConfig, dump_config
+from synthaug.config import ConfigError, SynthaugConfig, dump_config, load_config
 from synthaug.config.generators import upgrade_generator_dict
 from synthaug.config.policies import PolicySpec, as_specs, policies_json, policies_label, policy_slug
 from synthaug.io import atomic_path, read_json, write_json, write_text
@@ -284,13 +284,22 @@ class RunDir:
         """Refuse to mix two studies: a recorded config must match ``cfg`` but for execution settings."""
         if not self.config.exists():
             return
-        differ = _differences(_results_part(self.config.read_text(encoding="utf-8")), _results_part(dump_config(cfg)))
+        differ = _differences(_results_part(self._recorded_normalised()), _results_part(dump_config(cfg)))
         if differ:
             shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
             raise ConfigError(
                 f"run directory '{self.root}' holds a study with a different configuration ({self.config}): "
                 f"{shown} differ. Use a new --out folder, or the same config to resume"
             )
+
+    def _recorded_normalised(self) -> str:
+        """The recorded config, with every setting added since it was written at its default (a new
+        setting's default always keeps the earlier behaviour), so older run directories still resume."""
+        text = self.config.read_text(encoding="utf-8")
+        try:
+            return dump_config(load_config(self.config))
+        except (ConfigError, ValueError, OSError):
+            return text  # compared as written: the differences are then named
 
     def record(self, cfg: SynthaugConfig) -> None:
         """Write the resolved config and the versions of this attempt."""
