@@ -245,3 +245,31 @@ def test_a_killed_slurm_job_is_named_and_the_rerun_completes(tmp_path: Path) -> 
     assert name in want.index and not (out / "classifiers" / name / "metrics.json").exists()
     rerun = run_study(_config(tmp_path, *sets, epochs=12), out)
     pd.testing.assert_frame_equal(_metrics(rerun.root), want, check_exact=True)
+
+
+def _ok(x: int) -> int:
+    return x * 10
+
+
+def _boom(x: int) -> int:
+    raise ValueError(f"bad input {x}")
+
+
+def test_a_python_error_in_a_ray_task_is_named_after_the_others_finish(
+    tmp_path: Path, local_ray: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import functools
+
+    from synthaug.study.executors import Task, run_tasks
+
+    cfg = _config(tmp_path, "study.executor=ray")
+    tasks = [Task("cell a", functools.partial(_ok, 1)), Task("cell b", functools.partial(_boom, 2)),
+             Task("cell c", functools.partial(_ok, 3))]  # fmt: skip
+    got: dict[int, int] = {}
+    with pytest.raises(TasksFailed, match=r"1 of 3 classifier tasks failed: cell b \(.*bad input 2"):
+        for i, value in run_tasks(cfg.study, RunDir(tmp_path / "run"), "classifier", tasks):
+            got[i] = value
+    assert got == {0: 10, 2: 30}  # the others finished and were handed back
+    assert "classifier task cell b failed" in caplog.text and "ValueError: bad input 2" in caplog.text
+    logged = {t["task"] for t in _tasks(tmp_path / "run")}
+    assert logged == {"cell a", "cell c"}

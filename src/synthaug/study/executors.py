@@ -22,6 +22,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -106,9 +107,20 @@ def execute(fn: Callable[[], T], threads: int | None) -> tuple[T, dict[str, Any]
     return value, info | {"seconds": round(time.time() - started, 3)}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """``Type: first line`` of the error a task raised (a Ray task error's own cause, without colours)."""
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError wraps the task's exception
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _failure(exc: BaseException) -> Outcome:
+    return Outcome(error=_ANSI.sub("", str(exc)) or repr(exc), info={"reason": _error_line(exc)})
 
 
 # --- this machine --------------------------------------------------------------------------------
@@ -262,7 +274,7 @@ class RayExecutor:
                     try:
                         value, info = ray.get(ref)
                     except Exception as exc:  # RayTaskError carries the remote traceback
-                        yield i, Outcome(error=str(exc) or repr(exc), info={"reason": _error_line(exc)})
+                        yield i, _failure(exc)
                         continue
                     yield i, Outcome(value, info)
         except BaseException:
@@ -347,7 +359,7 @@ class SlurmExecutor:
                         try:
                             value, info = job.result()
                         except Exception as exc:  # FailedJobError carries the traceback
-                            yield i, Outcome(error=str(exc) or repr(exc), info={"reason": _error_line(exc)})
+                            yield i, _failure(exc)
                             continue
                         yield i, Outcome(value, info)
             except BaseException:
