@@ -132,3 +132,20 @@ def test_variations_need_a_family_that_makes_them() -> None:
     vae = VAEGenerator(cfg, ("a", "b", "c"), 16, {"all": VAEGenerator.build_net(cfg, 3)})
     with pytest.raises(ValueError, match="family 'vae' cannot make variations"):
         make_variations(vae, tiny_data(2).images, 0, 0.5, rng=0)
+
+
+def test_a_variation_at_strength_one_does_not_depend_on_its_source(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from synthaug.generators import fit
+    from synthaug.generators.base import to_float
+    from tests.test_generators import tiny_cfg, tiny_data
+
+    gen = fit(tiny_data(), tiny_cfg("ddpm", steps=2), tmp_path, seed=0)
+    x0 = to_float(tiny_data(4).images)
+    labels = torch.zeros(4, dtype=torch.long)
+    opts = gen.options("ddim", 4, 1.0)
+    with torch.no_grad():
+        a = gen.vary(gen.nets["all"], labels, x0, 1.0, torch.Generator().manual_seed(0), opts)
+        b = gen.vary(gen.nets["all"], labels, -x0, 1.0, torch.Generator().manual_seed(0), opts)
+    torch.testing.assert_close(a, b)

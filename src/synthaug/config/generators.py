@@ -219,6 +219,55 @@ class DDPMConfig(GeneratorConfig):
         return loss, f"AdamW (weight decay {d.weight_decay:g}), cosine LR with warm-up, EMA {d.ema_decay:g}"
 
 
+class LDMOptions(DDPMOptions):
+    """Latent diffusion: a KL-regularised autoencoder (diffusers ``AutoencoderKL``) compresses each
+    image; a class-conditional UNet (the DDPM options above) denoises its latents."""
+
+    ae_channels: tuple[int, ...] | None = Field(
+        None, description="autoencoder widths; the latent is 2^(len-1) times smaller per side"
+    )
+    ae_layers_per_block: int = Field(1, ge=1)
+    latent_channels: int = Field(4, ge=1)
+    ae_steps: int | None = Field(None, ge=1, description="autoencoder optimiser steps (phase 1)")
+    ae_lr: float = Field(1e-3, gt=0)
+    kl_weight: float = Field(1e-6, ge=0, description="weight of the KL term (small: the latent keeps detail)")
+    reconstruction: Literal["l1", "l2"] = "l1"
+
+
+@register_family
+class LDMConfig(GeneratorConfig):
+    family: Literal["ldm"] = "ldm"
+    ldm: LDMOptions = LDMOptions()
+
+    section: ClassVar[str] = "ldm"
+    implementation: ClassVar[str] = "synthaug.generators.ldm:LDMGenerator"
+    variations: ClassVar[bool] = True
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu": {"image_size": 64, "steps": 6000, "batch_size": 64, "lr": 2e-4,
+                "ldm": {"ae_channels": (32, 64, 64), "ae_steps": 3000, "block_out_channels": (64, 128, 128),
+                        "layers_per_block": 1, "warmup_steps": 200}},
+        "gpu": {"image_size": 128, "steps": 40000, "batch_size": 64, "lr": 1e-4,
+                "ldm": {"ae_channels": (64, 128, 256, 256), "ae_steps": 20000,
+                        "block_out_channels": (128, 256, 256), "layers_per_block": 2, "warmup_steps": 500}},
+    }  # fmt: skip
+
+    @model_validator(mode="after")
+    def _conditional(self) -> LDMConfig:
+        if self.mode != "conditional":
+            raise ValueError("family ldm trains one class-conditional model: set mode: conditional")
+        return self
+
+    def objective(self) -> tuple[str, str]:
+        d = self.ldm
+        loss = (
+            f"autoencoder: {d.reconstruction.upper()} reconstruction + {d.kl_weight:g}·KL; then ε-prediction MSE on "
+            f"its latents, {d.num_train_timesteps}-step {d.beta_schedule} schedule"
+        )
+        if d.cfg_dropout:
+            loss += f", label dropout {d.cfg_dropout:g} (guidance)"
+        return loss, f"AdamW (autoencoder lr {d.ae_lr:g}; UNet: cosine LR with warm-up, EMA {d.ema_decay:g})"
+
+
 # ---------------------------------------------------------------- the union and its parser
 
 DEFAULT_FAMILY = "ddpm"

@@ -268,6 +268,9 @@ def load_generator(path: str | Path, device: str | None = None) -> Generator:
         net = cls.build_net(cfg, k if key == "all" else None)
         net.load_state_dict(sd)
         nets[key] = net
-    gen = cls(cfg, state["class_names"], state["data_size"], nets)
+    try:
+        gen = cls(cfg, state["class_names"], state["data_size"], nets)
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {path}: {exc}") from exc
     gen.checkpoint_hash = file_hash(path)
     return gen

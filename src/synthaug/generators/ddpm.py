@@ -15,24 +15,30 @@ from diffusers import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch import Tensor, nn
 
-from synthaug.config.generators import DDPMConfig, GeneratorConfig
+from synthaug.config.generators import DDPMConfig, DDPMOptions, GeneratorConfig
 from synthaug.generators.base import Generator, SampleOptions, noise
 from synthaug.generators.samplers import DEFAULT_STEPS, SAMPLERS, EpsFn, denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import EMA
 
 
 def build_unet(cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
-    """One-channel UNet; attention at the lowest resolution; ``num_classes + 1`` embeddings
-    when conditional (the last one is the null class of classifier-free guidance)."""
+    """One-channel UNet at the image size (see :func:`unet_for`)."""
     assert isinstance(cfg, DDPMConfig)
-    d = cfg.ddpm
-    assert cfg.image_size and d.block_out_channels and d.layers_per_block, "resolve() the config first"
+    assert cfg.image_size, "resolve() the config first"
+    return unet_for(cfg.ddpm, cfg.image_size, 1, num_classes)
+
+
+def unet_for(d: DDPMOptions, sample_size: int, channels: int, num_classes: int | None) -> nn.Module:
+    """A UNet on (channels, sample_size, sample_size) inputs (pixels, or an autoencoder's latents);
+    attention at the lowest resolution; ``num_classes + 1`` embeddings when conditional (the last
+    one is the null class of classifier-free guidance)."""
+    assert d.block_out_channels and d.layers_per_block, "resolve() the config first"
     ch, n = d.block_out_channels, len(d.block_out_channels)
     attn = d.attention
     unet = UNet2DModel(
-        sample_size=cfg.image_size,
-        in_channels=1,
-        out_channels=1,
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=ch,
         layers_per_block=d.layers_per_block,
         down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D" if attn else "DownBlock2D",),
@@ -52,10 +58,21 @@ def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any
 class DDPMTrainer:
     """Simple loss ||eps - eps_theta(x_t, t, y)||^2 (Ho et al. 2020, Algorithm 1)."""
 
-    def __init__(self, cfg: GeneratorConfig, num_classes: int | None, device: torch.device):
-        assert isinstance(cfg, DDPMConfig)
-        d = cfg.ddpm
-        self.unet = build_unet(cfg, num_classes).to(device)
+    def __init__(
+        self,
+        cfg: GeneratorConfig,
+        num_classes: int | None,
+        device: torch.device,
+        options: DDPMOptions | None = None,
+        unet: nn.Module | None = None,
+    ):
+        """``options`` / ``unet``: the UNet's settings and network when they are not the DDPM family's
+        own (the latent diffusion family trains the same objective on latents)."""
+        if options is None:
+            assert isinstance(cfg, DDPMConfig)
+            options = cfg.ddpm
+        d = options
+        self.unet = (unet if unet is not None else build_unet(cfg, num_classes)).to(device)
         self.ema = EMA(self.unet, d.ema_decay)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr or 1e-4, weight_decay=d.weight_decay)
         steps = cfg.steps or 1
@@ -109,6 +126,11 @@ class DDPMGenerator(Generator):
 
     cfg: DDPMConfig
 
+    @property
+    def diffusion(self) -> DDPMOptions:
+        """The diffusion settings (sampler, guidance, schedule) of this family's config."""
+        return self.cfg.ddpm
+
     @classmethod
     def build_net(cls, cfg: GeneratorConfig, num_classes: int | None) -> nn.Module:
         return build_unet(cfg, num_classes)
@@ -118,7 +140,7 @@ class DDPMGenerator(Generator):
         return DDPMTrainer(cfg, num_classes, device)
 
     def options(self, sampler: str | None, steps: int | None, guidance: float | None) -> SampleOptions:
-        d = self.cfg.ddpm
+        d = self.diffusion
         name = sampler or d.sampler
         if name not in SAMPLERS:
             raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
@@ -127,12 +149,12 @@ class DDPMGenerator(Generator):
         return SampleOptions(sampler=name, steps=int(steps), guidance=g)
 
     def preview_options(self) -> SampleOptions:
-        return self.options(None, min(self.cfg.ddpm.sample_steps, 25), None)
+        return self.options(None, min(self.diffusion.sample_steps, 25), None)
 
     def eps_fn(self, net: nn.Module, labels: Tensor | None, guidance: float | None) -> EpsFn:
         """Noise prediction with classifier-free guidance: eps_u + w (eps_c - eps_u) (Ho & Salimans eq. 6)."""
         null = len(self.class_names)
-        amp = self.cfg.ddpm.mixed_precision
+        amp = self.diffusion.mixed_precision
 
         def eps(x: Tensor, t: Tensor) -> Tensor:
             with _autocast(x.device, amp):
@@ -145,7 +167,7 @@ class DDPMGenerator(Generator):
         return eps
 
     def scheduler(self, name: str) -> Any:
-        d = self.cfg.ddpm
+        d = self.diffusion
         train: Any = train_scheduler(d.num_train_timesteps, d.beta_schedule)
         return make_scheduler(name, train.config)
 

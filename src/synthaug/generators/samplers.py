@@ -77,7 +77,9 @@ def denoise(
     start = steps - min(steps, round(steps * strength))
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
-    if strength < 1.0:
+    if strength >= 1.0 and start_noise is not None:
+        x = start_noise  # strength 1: a variation starts from pure noise, independent of its source
+    elif strength < 1.0:
         if start == steps:  # strength 0: nothing to do
             return x
         x = scheduler.add_noise(
