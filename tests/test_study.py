@@ -78,7 +78,7 @@ def test_cli_run_with_quickstart_config(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     run = tmp_path / "q"
     assert (run / "splits.json").exists() and (run / "environment.yaml").exists()
-    assert len(pd.read_parquet(run / "results.parquet")) == 7  # every policy of the quickstart, one cell each
+    assert len(pd.read_parquet(run / "results.parquet")) == 6  # every policy of the quickstart, one cell each
     assert (run / "quality.json").exists() and (run / "explain" / "cams.json").exists()
     html = (run / "report.html").read_text()
     assert all(t in html for t in ("Synthetic image quality", "Memorization", "Grad-CAM", "Train on synthetic"))
