@@ -189,7 +189,7 @@ def quality_report(
         if not f.any():
             continue
         per_class[name] = _block(real_f[r], fake_f[f], real.images[r], synthetic.images[f], seed + c, k, max_pairs)
-        log.info("quality %s: %s", name, per_class[name])
+        log.debug("quality %s: %s", name, per_class[name])  # one line per bank is logged by the stage
     overall = _block(real_f, fake_f, real.images[:0], synthetic.images[:0], seed, k, max_pairs)
     for key in ("diversity_synthetic", "diversity_real"):
         vals = [v[key] for v in per_class.values() if v[key] is not None]
