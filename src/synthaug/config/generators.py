@@ -268,6 +268,33 @@ class LDMConfig(GeneratorConfig):
         return loss, f"AdamW (autoencoder lr {d.ae_lr:g}; UNet: cosine LR with warm-up, EMA {d.ema_decay:g})"
 
 
+class FolderOptions(StrictModel):
+    """Synthetic images a user already has, one sub-folder per class (``DIR/<class>/*``)."""
+
+    path: str = Field("", description="folder with one sub-folder per class name of the dataset")
+
+
+@register_family
+class FolderConfig(GeneratorConfig):
+    """Bring your own synthetic images: nothing is trained; banks take images from the folder."""
+
+    family: Literal["folder"] = "folder"
+    folder: FolderOptions = FolderOptions()
+
+    section: ClassVar[str] = "folder"
+    implementation: ClassVar[str] = "synthaug.generators.folder:FolderGenerator"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"steps": 1}, "gpu": {"steps": 1}}
+
+    @model_validator(mode="after")
+    def _path(self) -> FolderConfig:
+        if not self.folder.path:
+            raise ValueError("family folder needs folder.path: the folder with one sub-folder per class")
+        return self
+
+    def objective(self) -> tuple[str, str]:
+        return f"none (images from {self.folder.path})", "none"
+
+
 # ---------------------------------------------------------------- the union and its parser
 
 DEFAULT_FAMILY = "ddpm"

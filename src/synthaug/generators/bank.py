@@ -122,9 +122,13 @@ def _write_batch(
 ) -> list[dict[str, Any]]:
     rngs = [torch.Generator().manual_seed(derive_seed(seed, c, int(k))) for k in ks]
     opts = (meta["sampler"], meta["steps"], meta["guidance"])
-    if sources is None:
-        images = generator.sample(c, len(ks), rngs, *opts)
+    take = getattr(generator, "take", None)  # a generator that takes images instead of drawing them (folder)
+    if sources is None and take is not None:
+        images = take(c, ks, seed)
         source_ids: list[str | None] = [None] * len(ks)
+    elif sources is None:
+        images = generator.sample(c, len(ks), rngs, *opts)
+        source_ids = [None] * len(ks)
     else:
         idx = pick_sources(sources, c, ks, seed)
         images = make_variations(generator, sources.images[idx], c, strength, rngs, *opts)
