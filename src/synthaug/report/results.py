@@ -82,7 +82,7 @@ def strip_plots(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -> str
             v = g.loc[g["policy"] == p, metric].to_numpy()
             ax.boxplot(v, positions=[i], widths=0.5, showfliers=False)
             ax.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, s=14, alpha=0.8, zorder=3)
-        ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(range(len(policies)), [policy_name(p) for p in policies], rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{model}, real fraction {frac:g}", fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
@@ -187,7 +187,7 @@ def training_curves(df: pd.DataFrame, run: RunDir) -> str | None:
         hist = run.classifier_dir(str(r.cell_id)) / HISTORY
         if hist.exists():
             h = pd.read_csv(hist)
-            ax.plot(h["epoch"], h["val_loss"], label=f"{r.model} {r.policy}")
+            ax.plot(h["epoch"], h["val_loss"], label=f"{r.model} {policy_name(str(r.policy))}")
             drawn += 1
     if not drawn:
         plt.close(fig)
