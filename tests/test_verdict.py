@@ -65,11 +65,14 @@ def test_synthetic_is_compared_with_none_and_with_the_best_classical(tmp_path: P
 
 
 def test_warnings_name_a_class_never_predicted_few_seeds_leakage_and_a_chance_judge(tmp_path: Path) -> None:
+    from synthaug.config import dump_config
     from synthaug.io import write_json
     from synthaug.report.verdict import warnings
 
     run, df = _run(tmp_path, [300, 300, 30, 300])
     df = df.assign(test_f1_c0=0.8, test_f1_c2=0.0)
+    policies = "study.policies=[[], ['synthetic:gen=vae,per_class=2,min_confidence=0.5']]"
+    run.config.write_text(dump_config(_cfg(policies)))
     write_json(run.audit, {"leakage_filter": {"removed_test_images": 492, "test_images_kept": 820}})
     judge = {"test": {"balanced_accuracy": 0.26, "per_class": {f"c{i}": {} for i in range(4)}}}
     overall = {"fid": 10.0, "recall": 0.01}
@@ -77,12 +80,13 @@ def test_warnings_name_a_class_never_predicted_few_seeds_leakage_and_a_chance_ju
         "cells": {"f0.1_s0": {"judge": judge, "real_train_vs_real_test": {"judge": {"overall": {"fid": 5.0}}}}},
         "banks": [{"bank": "vae", "fraction": 0.1, "seed": 0, "quality": {"judge": {"vs_test": {"overall": overall}}},
                    "class_counts": {"c0": 100, "c1": 100},
-                   "filtering": {"min_confidence": {"0.5": {"c0": 90, "c1": 3}}}}],
+                   "filtering": {"min_confidence": {"0.5": {"c0": 90, "c1": 3}, "0.9": {"c0": 1, "c1": 0}}}}],
     })  # fmt: skip
     found = warnings(run, df)
     text = " ".join(t for t, _ in found)
     assert "Class 'c2'" in text and "Class 'c0'" not in text
     assert "492 test images" in text and "at chance" in text and "recall 0.01" in text
     assert "keeps almost nothing of c1 3 of 100" in text and "c0 90" not in text
+    assert "≥ 0.9" not in text  # a threshold no policy of the study uses
     assert "seed(s) per approach" not in text  # six seeds
     assert "seed(s) per approach" in " ".join(t for t, _ in warnings(run, df[df["seed"] < 3]))

@@ -47,7 +47,7 @@ def _finding(summary: pd.Series | None, paired: pd.Series | None) -> str:
             f"<br>Δ {num(paired['mean_diff'], '+.3f')} [{num(paired['ci_low'], '+.3f')}, "
             f"{num(paired['ci_high'], '+.3f')}], {paired['wins']}/{paired['n_pairs']} wins"
         )
-    return f"<span style='white-space: nowrap'>{text}</span>"
+    return text
 
 
 def approaches_table(df: pd.DataFrame, cfg: SynthaugConfig, metric: str = "test_accuracy") -> str:

@@ -13,6 +13,7 @@ from synthaug.report.figures import to_data_uri
 from synthaug.report.markup import policy_name
 from synthaug.rundir import CONFUSION, HISTORY, RunDir
 
+NAME = " class='name'"  # a cell holding a policy's name: it may wrap, the numbers do not
 METRICS = {"test_accuracy": "accuracy", "test_balanced_accuracy": "balanced acc.", "test_macro_f1": "macro-F1"}
 
 
@@ -58,7 +59,7 @@ def results_table(df: pd.DataFrame, primary: str = "test_accuracy", baseline: st
         c = cost.loc[key]
         cost_rows.append([escape(model), escape(policy_name(policy)), f"{fraction:g}", f"{c['n_train']:.0f}",
                           f"{c['epochs']:.0f}", f"{c['wall']:.0f}"])  # fmt: skip
-        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td{NAME if i == 1 else ''}>{x}</td>" for i, x in enumerate(cells)) + "</tr>")
     note = (
         "<p class='muted'>Median over seeds with a percentile-bootstrap 95% CI of the median, on the test split; "
         "the validation column is the median on each cell's validation split (a large gap to test is itself a "
@@ -66,7 +67,9 @@ def results_table(df: pd.DataFrame, primary: str = "test_accuracy", baseline: st
     )
     cost_head = "".join(f"<th>{h}</th>" for h in ["model", "policy", "real fraction", "training images (median)",
                                                      "epochs run (median)", "wall time, all seeds (s)"])  # fmt: skip
-    cost_body = "".join("<tr>" + "".join(f"<td>{x}</td>" for x in r) + "</tr>" for r in cost_rows)
+    cost_body = "".join(
+        "<tr>" + "".join(f"<td{NAME if i == 1 else ''}>{x}</td>" for i, x in enumerate(r)) + "</tr>" for r in cost_rows
+    )
     cost_table = f"<table><tr>{cost_head}</tr>{cost_body}</table>"
     cost_html = f"<details><summary>Training cost per cell</summary>{cost_table}</details>"
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{note}{cost_html}"
@@ -117,7 +120,8 @@ def paired_table(df: pd.DataFrame, baseline: str) -> str:
         if p.empty:
             return f"<p class='warn'>No cells with the baseline policy '{escape(baseline)}' to compare against.</p>"
         rows = "".join(
-            f"<tr><td>{escape(r.model)}</td><td>{r.real_fraction:g}</td><td>{escape(policy_name(r.policy))}</td><td>{r.n_pairs}</td>"
+            f"<tr><td>{escape(r.model)}</td><td>{r.real_fraction:g}</td>"
+            f"<td{NAME}>{escape(policy_name(r.policy))}</td><td>{r.n_pairs}</td>"
             f"<td>{r.mean_diff:+.3f}</td><td>[{r.ci_low:+.3f}, {r.ci_high:+.3f}]</td><td>{r.wins}/{r.n_pairs}</td>"
             f"<td>{r.wilcoxon_p:.3g}</td></tr>"
             for r in p.itertuples()
@@ -138,7 +142,7 @@ def per_class_f1(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in ["model", "policy", "real fraction", *(c[8:] for c in cols)])
     rows = "".join(
         "<tr>"
-        + f"<td>{escape(str(key[0]))}</td><td>{escape(policy_name(str(key[1])))}</td><td>{key[2]:g}</td>"
+        + f"<td>{escape(str(key[0]))}</td><td{NAME}>{escape(policy_name(str(key[1])))}</td><td>{key[2]:g}</td>"
         + "".join(f"<td>{v:.3f}</td>" for v in r)
         + "</tr>"
         for key, r in zip(med.index, med.to_numpy(), strict=True)

@@ -9,6 +9,7 @@ forest plot; then what the number of seeds can and cannot show.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from html import escape
 
@@ -16,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from synthaug.config import SynthaugConfig
+from synthaug.config import ConfigError, SynthaugConfig, load_config
 from synthaug.config.policies import FromBank, PolicySpec, policy_params
 from synthaug.io import read_json
 from synthaug.metrics.stats import higher_is_better, paired_comparison, summarize_cells
@@ -158,11 +159,25 @@ def warnings(run: RunDir, df: pd.DataFrame) -> list[tuple[str, str]]:
                 f"({lf.get('test_images_kept')} kept): published figures on this data that kept them are optimistic, "
                 "and the class balance of the test split changed.", "audit"))  # fmt: skip
     if run.quality.exists():
-        out += _quality_warnings(read_json(run.quality))
+        out += _quality_warnings(read_json(run.quality), _filter_thresholds(run))
     return out
 
 
-def _quality_warnings(q: dict) -> list[tuple[str, str]]:
+def _filter_thresholds(run: RunDir) -> set[tuple[str, float]]:
+    """(generator, τ) of every policy of the study that keeps images with judge confidence ≥ τ."""
+    try:
+        cfg = load_config(run.config)
+    except (ConfigError, ValueError, OSError):
+        return set()
+    used = set()
+    for spec in cfg.study.all_specs():
+        params = policy_params(spec)
+        if isinstance(params, FromBank) and getattr(params, "min_confidence", None) is not None:
+            used.add((params.gen, float(params.min_confidence)))  # type: ignore[arg-type]
+    return used
+
+
+def _quality_warnings(q: dict, thresholds: set[tuple[str, float]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     yardstick: dict[str, float] = {}
     for key, cell in q.get("cells", {}).items():
@@ -193,15 +208,17 @@ def _quality_warnings(q: dict) -> list[tuple[str, str]]:
                     f"{fid:.1f} against {ref:.1f} for real test vs real training images. Train the generator "
                     "longer or check its samples.", "quality"))  # fmt: skip
             break
-        out += _filter_warnings(b)
+        out += _filter_warnings(b, thresholds)
     return out
 
 
-def _filter_warnings(bank: dict) -> list[tuple[str, str]]:
-    """A confidence filter that keeps almost nothing of a class changes what the policy adds."""
+def _filter_warnings(bank: dict, thresholds: set[tuple[str, float]]) -> list[tuple[str, str]]:
+    """A confidence filter a policy uses that keeps almost nothing of a class changes what the policy adds."""
     totals = bank.get("class_counts", {})
     out = []
     for tau, kept in bank.get("filtering", {}).get("min_confidence", {}).items():
+        if (bank["bank"], float(tau)) not in thresholds:
+            continue
         starved = [f"{c} {k} of {totals[c]}" for c, k in kept.items() if totals.get(c) and k < MIN_KEPT * totals[c]]
         if starved:
             out.append((
@@ -275,9 +292,12 @@ def forest_plot(
     if not panels:
         return None
     height = max(len(rows) for _, rows in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(9.5, 4.2 * len(panels)), 0.45 * height + 1.2),
-                             squeeze=False)  # fmt: skip
-    for ax, (title, rows) in zip(axes[0], panels, strict=True):
+    per_row = min(2, len(panels))  # two panels across at most, with room for the approaches' names
+    n_rows = -(-len(panels) // per_row)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(9.5, (0.5 * height + 1.3) * n_rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, (title, rows) in zip(axes.flat, panels, strict=False):
         for y, (_, c) in enumerate(rows):
             marker = "o" if c.against == baseline else "s"
             good = (c.low > 0) if higher else (c.high < 0)
@@ -285,7 +305,8 @@ def forest_plot(
             color = "#1a7f37" if good else "#b42318" if bad else "#555"
             ax.errorbar(c.mean, y, xerr=[[c.mean - c.low], [c.high - c.mean]], fmt=marker, color=color, capsize=3)
         ax.axvline(0, color="#999", lw=1)
-        ax.set_yticks(range(len(rows)), [f"{policy_name(p)} vs {policy_name(c.against)}" for p, c in rows], fontsize=7)
+        labels = [textwrap.fill(f"{policy_name(p)} vs {policy_name(c.against)}", 34) for p, c in rows]
+        ax.set_yticks(range(len(rows)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(f"Δ {metric}", fontsize=8)
