@@ -243,8 +243,9 @@ class LDMConfig(GeneratorConfig):
     implementation: ClassVar[str] = "synthaug.generators.ldm:LDMGenerator"
     variations: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "cpu": {"image_size": 64, "steps": 6000, "batch_size": 64, "lr": 2e-4,
-                "ldm": {"ae_channels": (32, 64, 64), "ae_steps": 3000, "block_out_channels": (64, 128, 128),
+        # Sized by the measured throughput (docs/BENCHMARKS.md): about 50 core-minutes in fp32 at 64 px.
+        "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,
+                "ldm": {"ae_channels": (32, 64, 64), "ae_steps": 1000, "block_out_channels": (64, 128, 128),
                         "layers_per_block": 1, "warmup_steps": 200}},
         "gpu": {"image_size": 128, "steps": 40000, "batch_size": 64, "lr": 1e-4,
                 "ldm": {"ae_channels": (64, 128, 256, 256), "ae_steps": 20000,
