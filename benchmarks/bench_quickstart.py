@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,9 +45,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/quickstart.yaml")
     ap.add_argument("--competing-threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="also keep the idle run's directory here (for its report and results)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        alone_wall, alone = study(args.config, Path(tmp) / "alone" / "run")
+        alone_dir = Path(tmp) / "alone" / "run"
+        alone_wall, alone = study(args.config, alone_dir)
+        if args.keep:
+            shutil.copytree(alone_dir, args.keep, dirs_exist_ok=True)
         code = COMPETITOR.format(threads=args.competing_threads)
         competitor = subprocess.Popen([sys.executable, "-c", code])
         try:

@@ -41,6 +41,7 @@ METRICS += ["val_accuracy", "val_macro_f1", "val_cross_entropy", "epochs_run", "
 
 
 def _config(tmp_path: Path, *sets: str, epochs: int = 2):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY % epochs)
     return load_config(path, list(sets))
@@ -273,3 +274,31 @@ def test_a_python_error_in_a_ray_task_is_named_after_the_others_finish(
     assert "classifier task cell b failed" in caplog.text and "ValueError: bad input 2" in caplog.text
     logged = {t["task"] for t in _tasks(tmp_path / "run")}
     assert logged == {"cell a", "cell c"}
+
+
+@pytest.mark.slow
+def test_a_killed_ray_driver_resumes_to_the_same_results(tmp_path: Path) -> None:
+    """The driver (the `synthaug run` process, which started Ray) killed mid-grid; the same command
+    again takes over the run directory and finishes it with the local pool's results."""
+    ref = run_study(_config(tmp_path / "ref", "study.workers=2", epochs=12), tmp_path / "ref" / "run")
+    reference = _metrics(ref.root)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY % 12)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "synthaug", "run", str(config), "--out", str(out), "--set", "study.executor=ray"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((out / "classifiers").glob("*/metrics.json")):
+        assert first.poll() is None, "the study ended before it could be killed"
+        assert time.time() < deadline, "no cell finished in time"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "classifiers").glob("*/metrics.json")}
+    assert 1 <= len(done) < len(reference)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for cell, stamp in done.items():  # finished cells were not trained again
+        assert (out / "classifiers" / cell / "metrics.json").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(_metrics(out), reference, check_exact=True)

@@ -85,7 +85,7 @@ def test_warnings_name_a_class_never_predicted_few_seeds_leakage_and_a_chance_ju
     found = warnings(run, df)
     text = " ".join(t for t, _ in found)
     assert "Class 'c2'" in text and "Class 'c0'" not in text
-    assert "492 test images" in text and "at chance" in text and "recall 0.01" in text
+    assert "492 test images" in text and "at chance" in text and "seed 0: 0.01" in text
     assert "keeps almost nothing of c1 3 of 100" in text and "c0 90" not in text
     assert "≥ 0.9" not in text  # a threshold no policy of the study uses
     assert "seed(s) per approach" not in text  # six seeds

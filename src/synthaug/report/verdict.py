@@ -192,23 +192,33 @@ def _quality_warnings(q: dict, thresholds: set[tuple[str, float]]) -> list[tuple
                 "(quality.judge) or read the figures of a larger real fraction.", "quality"))  # fmt: skip
         for ref in cell.get("real_train_vs_real_test", {}).values():
             yardstick[key] = float(ref["overall"]["fid"])
+    collapsed: dict[str, list[str]] = {}
+    far: dict[str, list[tuple[float, float]]] = {}
+    cells: dict[str, int] = {}
     for b in q.get("banks", []):
-        key = cell_key(b["fraction"], b["seed"])
+        key, name = cell_key(b["fraction"], b["seed"]), b["bank"]
+        cells[name] = cells.get(name, 0) + 1
         for roles in b["quality"].values():
             o = roles.get("vs_test", next(iter(roles.values())))["overall"]
             recall, fid, ref = o.get("recall"), o.get("fid"), yardstick.get(key)
             if recall is not None and recall < 0.05:
-                out.append((
-                    f"Bank {b['bank']} (fraction {b['fraction']:g}, seed {b['seed']}) covers almost none of the real "
-                    f"images (recall {recall:.2f}): its images sit on a few spots of the real distribution (collapse "
-                    "or noise). Check its sample grid before reading its classifier results.", "quality"))  # fmt: skip
+                collapsed.setdefault(name, []).append(f"fraction {b['fraction']:g}, seed {b['seed']}: {recall:.2f}")
             elif fid is not None and ref and fid > FID_FACTOR * ref:
-                out.append((
-                    f"Bank {b['bank']} (fraction {b['fraction']:g}, seed {b['seed']}) is far from the real images: FID "
-                    f"{fid:.1f} against {ref:.1f} for real test vs real training images. Train the generator "
-                    "longer or check its samples.", "quality"))  # fmt: skip
+                far.setdefault(name, []).append((fid, ref))
             break
         out += _filter_warnings(b, thresholds)
+    for name, where in collapsed.items():
+        out.append((
+            f"Bank {name} covers almost none of the real images in {len(where)} of {cells[name]} cells (recall "
+            f"{'; '.join(where)}): its images sit on a few spots of the real distribution (collapse or noise). "
+            "Check its sample grid before reading its classifier results.", "quality"))  # fmt: skip
+    for name, pairs in far.items():
+        fids, refs = [f for f, _ in pairs], [r for _, r in pairs]
+        out.append((
+            f"Bank {name} is far from the real images in {len(pairs)} of {cells[name]} cells: FID "
+            f"{min(fids):.1f}–{max(fids):.1f} against {min(refs):.1f}–{max(refs):.1f} for real test vs real training "
+            f"images (more than {FID_FACTOR:g}×). Its images are recognisably not real ones to the judge; train the "
+            "generator longer or check its samples before trusting what it adds.", "quality"))  # fmt: skip
     return out
 
 
