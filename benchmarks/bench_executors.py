@@ -22,7 +22,8 @@ import ray
 
 from synthaug.config import load_config
 from synthaug.rundir import RunDir
-from synthaug.study.executors import LocalProcessExecutor, RayExecutor, SlurmExecutor, Task, run_all
+from synthaug.study.cluster import RayExecutor, SlurmExecutor
+from synthaug.study.executors import LocalProcessExecutor, Task, run_all
 from synthaug.study.runner import run_study
 
 GRID = """

@@ -24,8 +24,9 @@ import ray
 
 from synthaug.config import ConfigError, load_config
 from synthaug.rundir import RunDir
-from synthaug.study import executors
-from synthaug.study.executors import TasksFailed, check_shared_filesystem
+from synthaug.study import cluster
+from synthaug.study.cluster import check_shared_filesystem
+from synthaug.study.executors import TasksFailed
 from synthaug.study.runner import run_study
 
 pytestmark = pytest.mark.cluster
@@ -199,8 +200,8 @@ def test_slurm_without_sbatch_and_missing_extras_are_named(tmp_path: Path, monke
     if shutil.which("sbatch") is None:
         with pytest.raises(ConfigError, match="sbatch"):
             run_study(_config(tmp_path, "study.executor=slurm"), tmp_path / "run")
-    real = executors.importlib.util.find_spec
-    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
+    real = cluster.importlib.util.find_spec
+    monkeypatch.setattr(cluster.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
     with pytest.raises(ConfigError, match=r"synthaug\[ray\]"):
         run_study(_config(tmp_path, "study.executor=ray"), tmp_path / "other")
     assert not (tmp_path / "other" / "config.yaml").exists()

@@ -24,7 +24,7 @@ from synthaug.metrics.stats import metric_columns, paired_comparison, summarize_
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
 from synthaug.rundir import BANK_QUALITY, PAIRS_PNG, SCORES, RunDir
-from synthaug.study.executors import check_shared_filesystem, for_tasks, require_backend, shutdown_backends
+from synthaug.study.cluster import check_shared_filesystem, for_tasks, require_backend, shutdown_backends
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
