@@ -90,6 +90,8 @@ def _tiny_generators(mode: str, families: tuple[str, ...]) -> str:
         "vae": "vae: {channels: [8, 16], latent_dim: 8}",
         "gan": "gan: {channels: [8, 16], z_dim: 8, loss: lsgan}",
         "ddpm": "ddpm: {block_out_channels: [8, 16], sample_steps: 2}",
+        "ldm": "ldm: {ae_channels: [8, 16], ae_steps: 2, latent_channels: 2, block_out_channels: [8, 16], "
+        "sample_steps: 2}",
     }
     common = f"mode: {mode}, image_size: 16, steps: 2, batch_size: 8"
     return "study.generators=[" + ",".join(f"{{family: {f}, {common}, {nets[f]}}}" for f in families) + "]"
@@ -106,11 +108,13 @@ def _tiny_generators(mode: str, families: tuple[str, ...]) -> str:
         ),
         # the thesis's: CNN / ResNet-18 / ViT with variations of real images from a conditional DDPM
         ("alzheimer", "[{name: cnn}, {name: resnet18}, {name: vit}]", _tiny_generators("conditional", ("ddpm",))),
+        # latent diffusion's bank through quality and the grid
+        ("brain-tumor-ldm", "[{name: cnn}]", _tiny_generators("conditional", ("ldm",))),
     ],
-    ids=["brain-tumor", "alzheimer"],
+    ids=["brain-tumor", "alzheimer", "brain-tumor-ldm"],
 )
 def test_seed_study_configs_run_end_to_end(tmp_path: Path, name: str, models: str, generators: str) -> None:
-    """configs/brain-tumor.yaml and configs/alzheimer.yaml on phantoms: every policy of the config, shrunk budgets."""
+    """The seed studies' configs (and the latent diffusion one) on phantoms: every policy, shrunk budgets."""
     import torch
     import torchvision
 
