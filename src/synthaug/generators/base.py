@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
-from synthaug.config.generators import FAMILIES, GeneratorConfig, parse_generator, upgrade_generator_dict
+from synthaug.config.generators import FAMILIES, ConfigT, GeneratorConfig, parse_generator, upgrade_generator_dict
 from synthaug.data.imageset import ImageSet, to_float, to_uint8
 from synthaug.device import pick_device
 from synthaug.generators.training import Trainer, train_loop
@@ -185,19 +185,9 @@ class Generator(ABC):
         resume: bool = False,
     ) -> GeneratorT:
         """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints."""
-        # The checkpoint records the family's own settings; the study's name for it is not one of them.
-        cfg = cfg.resolve().model_copy(update={"name": cfg.family})
+        cfg = start_fit(train_data, cfg, run_dir, seed)
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
-        write_json(
-            run_dir / "config.json",
-            {
-                "config": cfg.model_dump(mode="json"),
-                "seed": seed,
-                "class_names": list(names),
-                "data_size": train_data.size,
-            },
-        )
         x = resize(to_float(train_data.images), int(cfg.image_size or train_data.size)).to(device)  # (N, 1, S, S)
         y = torch.as_tensor(train_data.labels, dtype=torch.long, device=device)  # (N,)
         nets: dict[str, nn.Module] = {}
@@ -214,6 +204,16 @@ class Generator(ABC):
         gen = cls(cfg, names, train_data.size, nets)
         gen.save(run_dir / GENERATOR)
         return gen
+
+
+def start_fit(train_data: ImageSet, cfg: ConfigT, run_dir: str | Path, seed: int, **extra: Any) -> ConfigT:
+    """The resolved config a fit records (named after its family: the study's name for it is not
+    one of its settings), written with the seed, classes and data size to ``RUN/config.json``."""
+    cfg = cfg.resolve().model_copy(update={"name": cfg.family})
+    record = {"config": cfg.model_dump(mode="json"), "seed": seed, "class_names": list(train_data.class_names),
+              "data_size": train_data.size}  # fmt: skip
+    write_json(Path(run_dir) / "config.json", record | extra)
+    return cfg
 
 
 def _fit_one(

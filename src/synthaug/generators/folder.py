@@ -29,9 +29,8 @@ from synthaug.config.generators import FolderConfig, GeneratorConfig
 from synthaug.data.imageset import ImageSet
 from synthaug.data.load import to_gray, to_square
 from synthaug.data.sources import IMAGE_EXTS
-from synthaug.generators.base import Generator, GeneratorT, RngLike, SampleOptions, derive_seed
+from synthaug.generators.base import Generator, GeneratorT, RngLike, SampleOptions, derive_seed, start_fit
 from synthaug.generators.training import Trainer
-from synthaug.io import write_json
 from synthaug.rundir import GENERATOR
 
 log = logging.getLogger(__name__)
@@ -149,16 +148,13 @@ class FolderGenerator(Generator):
         resume: bool = False,
     ) -> GeneratorT:
         """Index the folder (nothing is trained): record its images per class and a content fingerprint."""
-        cfg = cfg.resolve().model_copy(update={"name": cfg.family})
         assert isinstance(cfg, FolderConfig)
-        run_dir = Path(run_dir)
         files = scan_folder(Path(cfg.folder.path), train_data.class_names)
         counts = {name: len(f) for name, f in files.items()}
+        cfg = start_fit(train_data, cfg, run_dir, seed, images_per_class=counts)
+        run_dir = Path(run_dir)
         if empty := [n for n, k in counts.items() if k == 0]:
             log.warning("folder generator: no images for class(es) %s in %s", empty, cfg.folder.path)
-        write_json(run_dir / "config.json", {"config": cfg.model_dump(mode="json"), "seed": seed,
-                                             "class_names": list(train_data.class_names),
-                                             "data_size": train_data.size, "images_per_class": counts})  # fmt: skip
         gen = cls(cfg, train_data.class_names, train_data.size, {INDEX: FolderIndex(content_fingerprint(files))})
         gen.save(run_dir / GENERATOR)
         log.info("folder generator: %s indexed, images per class %s", cfg.folder.path, counts)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from synthaug.config.generators import GeneratorConfig, LDMConfig, LDMOptions
 from synthaug.data.imageset import ImageSet, to_float
 from synthaug.device import pick_device
-from synthaug.generators.base import GeneratorT, SampleOptions, noise, resize
+from synthaug.generators.base import GeneratorT, SampleOptions, noise, resize, start_fit
 from synthaug.generators.ddpm import DDPMGenerator, DDPMTrainer, unet_for
 from synthaug.generators.samplers import denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import train_loop
@@ -189,12 +189,10 @@ class LDMGenerator(DDPMGenerator):
     ) -> GeneratorT:
         """Phase 1 (autoencoder, in ``RUN/autoencoder/``), then phase 2 (latent UNet, in ``RUN/``)."""
         assert issubclass(cls, LDMGenerator)
-        cfg = cfg.resolve().model_copy(update={"name": cfg.family})
+        cfg = start_fit(train_data, cfg, run_dir, seed)
         assert isinstance(cfg, LDMConfig) and cfg.image_size and cfg.ldm.ae_steps
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
-        write_json(run_dir / "config.json", {"config": cfg.model_dump(mode="json"), "seed": seed,
-                                             "class_names": list(names), "data_size": train_data.size})  # fmt: skip
         x = resize(to_float(train_data.images), cfg.image_size).to(device)  # (N, 1, S, S)
         y = torch.as_tensor(train_data.labels, dtype=torch.long, device=device)  # (N,)
 
