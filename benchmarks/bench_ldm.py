@@ -59,7 +59,7 @@ def main() -> None:
     pixel = DDPMGenerator.make_trainer(ddpm, 4, dev)
     ae = AutoencoderTrainer(ldm.ldm, s, dev)
     latent = LDMGenerator.make_trainer(ldm, 4, dev)
-    factor = 2 ** (len(ldm.ldm.ae_channels or ()) - 1)
+    factor = ldm.ldm.latent_factor
     z = torch.randn(b, ldm.ldm.latent_channels, s // factor, s // factor, generator=g)
     rows = []
     phases = (("pixel DDPM UNet", pixel, x), ("ldm autoencoder", ae, x), ("ldm latent UNet", latent, z))

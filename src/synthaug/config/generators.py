@@ -233,6 +233,12 @@ class LDMOptions(DDPMOptions):
     kl_weight: float = Field(1e-6, ge=0, description="weight of the KL term (small: the latent keeps detail)")
     reconstruction: Literal["l1", "l2"] = "l1"
 
+    @property
+    def latent_factor(self) -> int:
+        """How many times smaller the latent is per side than the image (one per down block but the last)."""
+        assert self.ae_channels, "resolve() the config first"
+        return int(2 ** (len(self.ae_channels) - 1))
+
 
 @register_family
 class LDMConfig(GeneratorConfig):

@@ -60,7 +60,7 @@ class Autoencoder(nn.Module):
             norm_num_groups=min(32, math.gcd(*ch)),
             sample_size=image_size,
         )
-        self.factor = 2 ** (n - 1)
+        self.factor = d.latent_factor
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("image_size", torch.tensor(int(image_size)))
 
@@ -136,7 +136,7 @@ class LDMGenerator(DDPMGenerator):
         assert isinstance(cfg, LDMConfig) and cfg.image_size and cfg.ldm.ae_channels
         if num_classes is None:
             return Autoencoder(cfg.ldm, cfg.image_size)
-        latent = cfg.image_size // 2 ** (len(cfg.ldm.ae_channels) - 1)
+        latent = cfg.image_size // cfg.ldm.latent_factor
         return unet_for(cfg.ldm, latent, cfg.ldm.latent_channels, num_classes)
 
     @classmethod
