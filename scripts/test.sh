@@ -8,7 +8,7 @@ VENV="${SYNTHAUG_VENV:-.venv}"
 # SYNTHAUG_NO_BROWSER_INSTALL=1 skips installing them (the browser tests are then skipped).
 if [ "${SYNTHAUG_NO_BROWSER_INSTALL:-0}" != 1 ] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Debian's chromium and chromium-driver (about 300 MB) for the report's browser tests;" >&2
+    echo "installing Debian's chromium and chromium-driver (about 400 MB) for the report's browser tests;" >&2
     echo "  set SYNTHAUG_NO_BROWSER_INSTALL=1 to skip (those tests are then skipped)" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
       || echo "warning: could not install chromium; the browser test will be skipped" >&2
