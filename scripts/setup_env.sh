@@ -16,11 +16,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "  torch 2.14.1 + torchvision 0.29.1 (the default Linux wheels bring CUDA libraries and triton:" >&2
   echo "  about 5.5 GB; they are used when a GPU is present)" >&2
   echo "  synthaug with its dependencies (diffusers, timm, grad-cam, pandas, ...), the dev tools and the" >&2
-  echo "  optional cluster backends ray and submitit (about 1.5 GB more)" >&2
+  echo "  optional backends: ray and submitit (clusters), transformers and peft (pretrained pipelines, LoRA)" >&2
+  echo "  (about 2 GB more)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
-  # dev tools and the optional cluster backends (ray, submitit) that the executor tests run for real
-  "$VENV/bin/python" -m pip install -q -e ".[dev,ray,slurm]"
+  # dev tools and the optional backends the tests run for real: ray, submitit (executors), and
+  # transformers + peft (the pretrained family on tiny pipelines the tests build)
+  "$VENV/bin/python" -m pip install -q -e ".[dev,ray,slurm,hf]"
   echo "$want" > "$stamp"
   echo "environment ready: $VENV" >&2
 fi

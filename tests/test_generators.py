@@ -22,6 +22,7 @@ from synthaug.config import FAMILIES, GeneratorConfig, SynthaugConfig, parse_gen
 from synthaug.data.imageset import ImageSet
 from synthaug.generators import fit, generator_class, load_generator
 from synthaug.generators.base import Generator, derive_seed
+from tests.tiny_pipelines import tiny_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -80,6 +81,8 @@ def tiny_cfg(family: str = "ddpm", mode: str = "conditional", **overrides: Any) 
         "ldm": {"ae_channels": (8, 16), "ae_steps": 3, "latent_channels": 2, "block_out_channels": (8, 16),
                 "layers_per_block": 1, "sample_steps": 4},
         "folder": {"path": tiny_folder() if family == "folder" else ""},
+        "pretrained": {"model": tiny_pipeline() if family == "pretrained" else "", "inference_steps": 2,
+                       "guidance": 2.0, "lora": {"rank": 4}},
     }  # fmt: skip
     raw = {k: v for k, v in raw.items() if k not in FAMILIES or k == family}  # only the family's own section
     raw.update(overrides)
@@ -148,7 +151,7 @@ def test_every_family_resumes_to_the_uninterrupted_result(
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_fit_sample_save_load(family: str, mode: str, tmp_path: Path) -> None:
     data = tiny_data()
-    if mode == "per_class" and family == "ldm":  # one conditional model only: said when the config loads
+    if mode == "per_class" and family in ("ldm", "pretrained"):  # one conditional model: said when the config loads
         with pytest.raises(ValueError, match="mode: conditional"):
             tiny_cfg(family, mode)
         return

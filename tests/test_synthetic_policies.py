@@ -163,7 +163,8 @@ def test_config_checks_that_policies_name_defined_generators() -> None:
         _config([["synthetic:gen=vae-smal"]], gens)
     with pytest.raises(ConfigError, match="missing parameter 'gen'"):
         _config([["synthetic"]], gens)
-    with pytest.raises(ConfigError, match=r"variations need a family that makes them \(\[.ddpm., .ldm.\]\)"):
+    able = r"\(\[.ddpm., .ldm., .folder., .pretrained.\]\)"
+    with pytest.raises(ConfigError, match=r"variations need a family that makes them " + able):
         _config([["variation:gen=vae-small"]], gens)
     with pytest.raises(ConfigError, match="unique"):
         _config([["none"]], [{"family": "vae"}, {"family": "vae"}])

@@ -45,6 +45,7 @@ class GeneratorConfig(StrictModel):
     implementation: ClassVar[str] = ""  # "module:Class" of its synthaug.generators.base.Generator
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> common keys and the section's keys
     variations: ClassVar[bool] = False  # can make variations (img2img) of real images
+    external: ClassVar[bool] = False  # images made outside the study (may have seen any image, test ones too)
 
     @model_validator(mode="before")
     @classmethod
@@ -87,6 +88,10 @@ class GeneratorConfig(StrictModel):
     def objective(self) -> tuple[str, str]:
         """The training loss and the optimiser in words (the report's table of approaches)."""
         raise NotImplementedError
+
+    def draws(self) -> bool:
+        """Whether it makes images without a real source (what the synthetic / balance policies ask)."""
+        return True
 
 
 ConfigT = TypeVar("ConfigT", bound=GeneratorConfig)
@@ -275,32 +280,9 @@ class LDMConfig(GeneratorConfig):
         return loss, f"AdamW (autoencoder lr {d.ae_lr:g}; UNet: cosine LR with warm-up, EMA {d.ema_decay:g})"
 
 
-class FolderOptions(StrictModel):
-    """Synthetic images a user already has, one sub-folder per class (``DIR/<class>/*``)."""
-
-    path: str = Field("", description="folder with one sub-folder per class name of the dataset")
-
-
-@register_family
-class FolderConfig(GeneratorConfig):
-    """Bring your own synthetic images: nothing is trained; banks take images from the folder."""
-
-    family: Literal["folder"] = "folder"
-    folder: FolderOptions = FolderOptions()
-
-    section: ClassVar[str] = "folder"
-    implementation: ClassVar[str] = "synthaug.generators.folder:FolderGenerator"
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"steps": 1}, "gpu": {"steps": 1}}
-
-    @model_validator(mode="after")
-    def _path(self) -> FolderConfig:
-        if not self.folder.path:
-            raise ValueError("family folder needs folder.path: the folder with one sub-folder per class")
-        return self
-
-    def objective(self) -> tuple[str, str]:
-        return f"none (images from {self.folder.path})", "none"
-
+# Families that are not trained from scratch (bring-your-own images, pretrained pipelines) live in
+# their own module; importing it here registers them before the union below is built.
+import synthaug.config.external  # noqa: E402, F401
 
 # ---------------------------------------------------------------- the union and its parser
 

@@ -124,6 +124,11 @@ class StudyConfig(StrictModel):
             if params.variation and not by_name[params.gen].variations:
                 able = [f for f, c in FAMILIES.items() if c.variations]
                 raise ValueError(f"policy {spec.label()!r}: variations need a family that makes them ({able})")
+            if not params.variation and not by_name[params.gen].draws():
+                raise ValueError(
+                    f"policy {spec.label()!r}: generator {params.gen!r} only makes variations of real images; "
+                    "use it in a variation policy (or a text2img pipeline for synthetic / balance)"
+                )
         return self
 
     def all_specs(self) -> list[PolicySpec]:

@@ -40,6 +40,8 @@ COLUMNS = [
     "checkpoint_hash",
     "family",
 ]
+PROVENANCE = ["model", "model_revision", "pipeline", "prompt"]  # pretrained pipelines (Generator.provenance)
+COLUMNS += PROVENANCE
 
 
 def image_id(family: str, seed: int, class_id: int, k: int) -> str:
@@ -84,7 +86,8 @@ def write_bank(
     out_dir, names = Path(out_dir), tuple(class_names or generator.class_names)
     opts = generator.options(sampler, steps, guidance)
     family = "variation" if sources is not None else generator.family
-    meta = _bank_meta(generator, family, seed, names, opts, strength if sources is not None else None)
+    used = sources is not None and generator.uses_strength()
+    meta = _bank_meta(generator, family, seed, names, opts, strength if used else None)
     if (out_dir / "bank.json").exists() and read_json(out_dir / "bank.json") != meta:
         raise ValueError(
             f"{out_dir} holds a bank made with other settings ({read_json(out_dir / 'bank.json')}); "
@@ -131,9 +134,15 @@ def _write_batch(
         source_ids = [None] * len(ks)
     else:
         idx = pick_sources(sources, c, ks, seed)
-        images = make_variations(generator, sources.images[idx], c, strength, rngs, *opts)
         source_ids = [str(s) for s in sources.ids[idx]]
+        take_variations = getattr(generator, "take_variations", None)  # made elsewhere, sources in a manifest
+        if take_variations is not None:
+            members = [str(i) for i in sources.ids[sources.labels == c]]
+            images = take_variations(c, source_ids, np.asarray(ks) // len(members), seed, members)
+        else:
+            images = make_variations(generator, sources.images[idx], c, strength, rngs, *opts)
     name = meta["class_names"][c]
+    made_by = {k: generator.provenance(c).get(k) for k in PROVENANCE}
     rows = []
     for img, k, src in zip(images, ks, source_ids, strict=True):
         iid = image_id(meta["family"], seed, c, int(k))
@@ -154,6 +163,7 @@ def _write_batch(
                 "source_id": src,
                 "checkpoint_hash": meta["checkpoint_hash"],
                 "family": meta["family"],
+                **made_by,
             }
         )
     return rows
@@ -161,7 +171,7 @@ def _write_batch(
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("sampler", "source_id", "checkpoint_hash", "family", "id", "path", "class_name"):
+    for col in ("sampler", "source_id", "checkpoint_hash", "family", "id", "path", "class_name", *PROVENANCE):
         df[col] = df[col].astype(object)
     for col in ("steps", "guidance", "strength"):
         df[col] = df[col].astype("float64" if col != "steps" else "Int64")

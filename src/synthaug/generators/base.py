@@ -134,6 +134,15 @@ class Generator(ABC):
         """Sampler settings of the sample grids drawn during training (cheap ones)."""
         return self.options(None, None, None)
 
+    def provenance(self, class_id: int) -> dict[str, Any]:
+        """What a bank records about where an image of ``class_id`` came from beyond the checkpoint
+        (a pretrained model's id, revision, pipeline and prompt); see ``bank.PROVENANCE``."""
+        return {}
+
+    def uses_strength(self) -> bool:
+        """Whether its variations depend on the strength (recorded in the bank only then)."""
+        return True
+
     # --- shared behaviour ---------------------------------------------------------------------
     @property
     def conditional(self) -> bool:

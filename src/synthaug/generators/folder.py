@@ -10,22 +10,31 @@ bank. A bank takes image k of class c at position k of a seeded permutation of t
 or an unreadable file stops with the folder, the class and the counts named, never with fewer
 images than requested. Images of another size are converted to one channel and resized to the
 dataset's size as real images are.
+
+``DIR/manifest.csv`` (columns ``path``: the image, relative to DIR; ``source``: the real image it
+was made from, as the dataset's id such as ``Training/glioma/x.jpg`` or just its file name) makes
+the folder serve the ``variation`` policy: variation r of a source of the cell's training images
+is the r-th of that source's images (seeded order); images made from images that are not in the
+cell's training images are not used (logged); a source with too few images stops the bank.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from synthaug.config.generators import FolderConfig, GeneratorConfig
+from synthaug.config.external import FolderConfig
+from synthaug.config.generators import GeneratorConfig
 from synthaug.data.imageset import ImageSet
 from synthaug.data.load import to_gray, to_square
 from synthaug.data.sources import IMAGE_EXTS
@@ -35,6 +44,7 @@ from synthaug.rundir import GENERATOR
 
 log = logging.getLogger(__name__)
 INDEX = "index"
+MANIFEST_CSV = "manifest.csv"
 
 
 class FolderIndex(nn.Module):
@@ -65,8 +75,10 @@ def scan_folder(root: Path, class_names: Sequence[str]) -> dict[str, list[Path]]
     return files
 
 
-def content_fingerprint(files: dict[str, list[Path]]) -> bytes:
+def content_fingerprint(files: dict[str, list[Path]], root: Path | None = None) -> bytes:
     h = hashlib.sha256()
+    if root is not None and (root / MANIFEST_CSV).exists():
+        h.update((root / MANIFEST_CSV).read_bytes())
     for name in sorted(files):
         for p in files[name]:
             h.update(f"{name}/{p.name}\0".encode())
@@ -82,6 +94,38 @@ def read_image(path: Path, size: int) -> np.ndarray:
         raise ValueError(f"folder generator: cannot read '{path}' ({exc}); remove or replace the file") from exc
 
 
+def read_manifest(root: Path, files: dict[str, list[Path]]) -> dict[Path, str]:
+    """Image -> the real image it was made from, from ``root/manifest.csv`` ({} without one)."""
+    path = root / MANIFEST_CSV
+    if not path.exists():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"folder generator: cannot read {path} ({exc})") from exc
+    if missing := [c for c in ("path", "source") if c not in table.columns]:
+        raise ValueError(f"folder generator: {path} lacks column(s) {missing}; it needs path and source")
+    known = {p.resolve(): p for ps in files.values() for p in ps}
+    made_from: dict[Path, str] = {}
+    for i, (rel, src) in enumerate(zip(table["path"], table["source"], strict=True), start=2):
+        image = known.get((root / rel).resolve())
+        if image is None:
+            raise ValueError(
+                f"folder generator: {path} line {i} names '{rel}', which is not an image in a class folder of {root}"
+            )
+        if src.strip():
+            made_from[image] = src.strip()
+    return made_from
+
+
+def _unique_names(ids: set[str]) -> dict[str, str]:
+    """File name -> id, for the file names that only one id has (a manifest may name sources by file name)."""
+    count: dict[str, list[str]] = defaultdict(list)
+    for i in ids:
+        count[Path(i).name].append(i)
+    return {n: v[0] for n, v in count.items() if len(v) == 1}
+
+
 class FolderGenerator(Generator):
     cfg: FolderConfig
 
@@ -89,10 +133,12 @@ class FolderGenerator(Generator):
         super().__init__(cfg, class_names, data_size, nets)
         self.root = Path(self.cfg.folder.path)
         self.files = scan_folder(self.root, self.class_names)
+        self.made_from = read_manifest(self.root, self.files)
+        self._sources: dict[tuple[int, int], dict[str, list[Path]]] = {}
         index = nets.get(INDEX)
         if isinstance(index, FolderIndex):
             recorded = bytes(index.fingerprint.tolist())
-            if recorded != bytes(16) and recorded != content_fingerprint(self.files):
+            if recorded != bytes(16) and recorded != content_fingerprint(self.files, self.root):
                 raise ValueError(
                     f"the images in '{self.root}' changed since this study indexed them; a bank from them would "
                     "not be the one the study measured. Restore the folder, or use a new run directory"
@@ -125,6 +171,59 @@ class FolderGenerator(Generator):
         order = np.random.default_rng(derive_seed(seed, class_id)).permutation(len(files))
         return np.stack([read_image(files[order[k]], self.data_size) for k in ks])
 
+    def uses_strength(self) -> bool:
+        return False
+
+    def take_variations(
+        self, class_id: int, source_ids: Sequence[str], rounds: np.ndarray, seed: int, cell_ids: Sequence[str]
+    ) -> np.ndarray:
+        """Variation ``rounds[i]`` of real image ``source_ids[i]`` (class ``class_id``) from the manifest;
+        ``cell_ids`` are all of the cell's training images of the class (the sources it may use)."""
+        name = self.class_names[class_id]
+        by_source = self._by_source(class_id, cell_ids)
+        out = []
+        for sid, r in zip(source_ids, np.asarray(rounds), strict=True):
+            files = by_source.get(sid, [])
+            if r >= len(files):
+                raise ValueError(
+                    f"folder generator: the variation policy needs {r + 1} image(s) made from '{sid}' "
+                    f"(class '{name}'), {self.root / MANIFEST_CSV} lists {len(files)}; add them or lower the policy's y"
+                )
+            order = np.random.default_rng(derive_seed(seed, class_id, int(r))).permutation(len(files))
+            out.append(read_image(files[order[r]], self.data_size))
+        return np.stack(out)
+
+    def _by_source(self, class_id: int, cell_ids: Sequence[str]) -> dict[str, list[Path]]:
+        """The class's images per source among ``cell_ids`` (matched by id, or by a unique file name)."""
+        key = (class_id, hash(tuple(sorted(cell_ids))))
+        if key in self._sources:
+            return self._sources[key]
+        name = self.class_names[class_id]
+        if not self.made_from:
+            raise ValueError(
+                f"folder generator: {self.root} has no {MANIFEST_CSV} naming the real image each synthetic image was "
+                "made from (columns path, source), so it cannot serve the variation policy"
+            )
+        ids, names = set(cell_ids), _unique_names(set(cell_ids))
+        by_source: dict[str, list[Path]] = defaultdict(list)
+        unused = 0
+        for p in self.files[name]:
+            src = self.made_from.get(p)
+            found = src if src in ids else names.get(Path(src).name) if src else None
+            if found is None:
+                unused += src is not None
+            else:
+                by_source[found].append(p)
+        if unused:
+            log.info(
+                "folder generator: %d '%s' images were made from real images that are not among this cell's training "
+                "images; not used",
+                unused,
+                name,
+            )
+        self._sources[key] = dict(by_source)
+        return self._sources[key]
+
     @torch.no_grad()
     def sample(
         self,
@@ -155,7 +254,8 @@ class FolderGenerator(Generator):
         run_dir = Path(run_dir)
         if empty := [n for n, k in counts.items() if k == 0]:
             log.warning("folder generator: no images for class(es) %s in %s", empty, cfg.folder.path)
-        gen = cls(cfg, train_data.class_names, train_data.size, {INDEX: FolderIndex(content_fingerprint(files))})
+        index = FolderIndex(content_fingerprint(files, Path(cfg.folder.path)))
+        gen = cls(cfg, train_data.class_names, train_data.size, {INDEX: index})
         gen.save(run_dir / GENERATOR)
         log.info("folder generator: %s indexed, images per class %s", cfg.folder.path, counts)
         return gen

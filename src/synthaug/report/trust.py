@@ -159,7 +159,8 @@ def memorization_section(run: RunDir) -> str | None:
     )
     header = ["images", "cell", "n", "exact copies", "flagged share", "training images copied",
               *(f"flagged: {c}" for c in names)]  # fmt: skip
-    parts = [intro, table(header, rows), "<h3>Closest pairs (largest real fraction, first seed)</h3>"]
+    parts = [intro, table(header, rows), *_test_exposure(q, pct, names)]
+    parts.append("<h3>Closest pairs (largest real fraction, first seed)</h3>")
     shown = _is_shown(run)
     for b in q["banks"]:
         png = run.root / b["closest_pairs_png"]
@@ -173,6 +174,30 @@ def memorization_section(run: RunDir) -> str | None:
         )
         parts.append(figure(png_to_data_uri(png.read_bytes()), caption))
     return "".join(parts)
+
+
+def _test_exposure(q: dict[str, Any], pct: float, names: list[str]) -> list[str]:
+    """Banks made outside the study (a folder, a pretrained model) checked against the real test images."""
+    banks = [b for b in q["banks"] if b.get("test_exposure")]
+    if not banks:
+        return []
+    rows = []
+    for b in banks:
+        t = b["test_exposure"]
+        per = t["flagged_share_per_class"]
+        rows.append([b["bank"], _cell(b), t["n_synthetic"], t["exact_copies"], num(t["flagged_share"]),
+                     *(num(per.get(c)) for c in names)])  # fmt: skip
+    intro = (
+        "<h3>Did an outside generator see the test images?</h3><p>These images were made outside this study (a "
+        "folder of images, or a pretrained model), by a generator that may have been trained on images this "
+        "study tests on. The same check against the real <b>test</b> images (is a synthetic image closer to a "
+        f"test image than the real training images are?) flags independent images about {2 * pct:g}% of the "
+        "time at most; much more, or any exact copy, means its results may be inflated by test images it "
+        "saw.</p>"
+    )
+    header = ["images", "cell", "n", "exact copies of test images", "flagged share vs test",
+              *(f"flagged: {c}" for c in names)]  # fmt: skip
+    return [intro, table(header, rows)]
 
 
 def tstr_section(run: RunDir) -> str | None:

@@ -207,6 +207,7 @@ def _quality_warnings(q: dict, thresholds: set[tuple[str, float]]) -> list[tuple
                 far.setdefault(name, []).append((fid, ref))
             break
         out += _filter_warnings(b, thresholds)
+        out += _exposure_warning(b, float(q.get("settings", {}).get("percentile", 1.0)))
     for name, where in collapsed.items():
         out.append((
             f"Bank {name} covers almost none of the real images in {len(where)} of {cells[name]} cells (recall "
@@ -220,6 +221,18 @@ def _quality_warnings(q: dict, thresholds: set[tuple[str, float]]) -> list[tuple
             f"images (more than {FID_FACTOR:g}×). Its images are recognisably not real ones to the judge; train the "
             "generator longer or check its samples before trusting what it adds.", "quality"))  # fmt: skip
     return out
+
+
+def _exposure_warning(bank: dict, pct: float) -> list[tuple[str, str]]:
+    t = bank.get("test_exposure")
+    if not t or (t["flagged_share"] <= 2 * pct / 100 and not t["exact_copies"]):
+        return []
+    return [(
+        f"Bank {bank['bank']} (fraction {bank['fraction']:g}, seed {bank['seed']}) was made outside this study, and "
+        f"{100 * t['flagged_share']:.1f}% of its images sit closer to a real test image than independent real images "
+        f"do ({t['exact_copies']} exact copies; independent images: at most {2 * pct:g}%). The generator that made "
+        "them may have seen this study's test images, which would inflate every result that uses them.",
+        "memorization")]  # fmt: skip
 
 
 def _filter_warnings(bank: dict, thresholds: set[tuple[str, float]]) -> list[tuple[str, str]]:

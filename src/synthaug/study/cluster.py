@@ -45,6 +45,19 @@ def require_backend(executor: str) -> Any:
     return importlib.import_module(package)
 
 
+def require_generator_extras(cfg: SynthaugConfig) -> None:
+    """Generator families that need an extra (pretrained pipelines: transformers and peft) say so at once."""
+    for g in cfg.study.generators:
+        if g.family != "pretrained":
+            continue
+        missing = [m for m in ("transformers", "peft") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"generator '{g.name}' (family pretrained) needs {' and '.join(missing)}, not installed: "
+                "pip install 'synthaug[hf]'"
+            )
+
+
 _RAY_STARTED_HERE = False
 
 

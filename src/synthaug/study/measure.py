@@ -68,13 +68,25 @@ def filtering_counts(scores: pd.DataFrame, class_names: tuple[str, ...], taus: l
 
 
 def measure_bank(
-    ref: BankRef, bank: ImageSet, manifest: pd.DataFrame, real: RealCell, judge: Judge, q: QualityConfig
+    ref: BankRef,
+    bank: ImageSet,
+    manifest: pd.DataFrame,
+    real: RealCell,
+    judge: Judge,
+    q: QualityConfig,
+    external: bool = False,
 ) -> dict[str, Any]:
-    """Score, check and measure one bank; writes scores.parquet, closest_pairs.png, quality.json (last)."""
+    """Score, check and measure one bank; writes scores.parquet, closest_pairs.png, quality.json (last).
+
+    ``external``: the images were made outside the study (a folder, a pretrained model), by a generator
+    that may have seen the test images; they are also checked against the test set (``test_exposure``).
+    """
     if bank.class_names != real.fit.class_names:
         raise ValueError(f"bank {ref.path} has classes {bank.class_names}, the data has {real.fit.class_names}")
     settings = q.model_dump(mode="json", include=MEASURE_SETTINGS)
-    fingerprint = {"images": digest(bank.ids), "judge": judge.checkpoint_hash, "settings": settings}
+    fingerprint: dict[str, Any] = {"images": digest(bank.ids), "judge": judge.checkpoint_hash, "settings": settings}
+    if external:
+        fingerprint["test_exposure"] = True
     cache = ref.path / BANK_QUALITY
     if cache.exists() and (ref.path / SCORES).exists() and read_json(cache).get("fingerprint") == fingerprint:
         log.info("quality: bank %s %s: measured before, reused", ref.name, ref.cell)
@@ -121,6 +133,8 @@ def measure_bank(
         "filtering": filtering_counts(scores, bank.class_names, q.taus),
         "fingerprint": fingerprint,
     }
+    if external:
+        entry["test_exposure"] = test_exposure(bank, real, encoder, q, judge.device)
     write_json(cache, entry)  # written last: the bank counts as measured only now
     vs = quality["encoder"]["vs_test"]["overall"]
     log.info(
@@ -129,6 +143,22 @@ def measure_bank(
         _fmt(vs["diversity_synthetic"]), _fmt(vs["diversity_real"]), 100 * mem.summary["flagged_share"],
     )  # fmt: skip
     return entry
+
+
+def test_exposure(bank: ImageSet, real: RealCell, encoder: Any, q: QualityConfig, device: Any) -> dict[str, Any]:
+    """The memorization check with the roles of the real splits swapped: synthetic images closer to a
+    real *test* image than the real training images are. A generator that never saw the test set is
+    flagged at about the check's false-positive rate; far more means it saw (some of) the test images."""
+    seen = memorization_report(real.test, real.fit, bank, encoder, q.percentile, 0, device=device).summary
+    keys = ("n_synthetic", "exact_copies", "flagged_share", "flagged_share_per_class")
+    out = {k: seen[k] for k in keys}
+    if out["flagged_share"] > 2 * q.percentile / 100 or out["exact_copies"]:
+        log.warning(
+            "quality: %.1f%% of the images sit closer to a real test image than independent real images do "
+            "(%d exact copies): the generator that made them may have seen this study's test images",
+            100 * out["flagged_share"], out["exact_copies"],
+        )  # fmt: skip
+    return out
 
 
 def _fmt(value: float | None) -> str:

@@ -26,7 +26,7 @@ from synthaug.device import pick_device
 from synthaug.generators.bank import load_bank
 from synthaug.io import write_json
 from synthaug.metrics.features import FeatureExtractor, InceptionFeatures
-from synthaug.rundir import BankRef, RunDir, cell_key
+from synthaug.rundir import VARIATION_SUFFIX, BankRef, RunDir, cell_key
 from synthaug.study.executors import Task, run_tasks
 from synthaug.study.judges import RealCell, cell_judge, tstr
 from synthaug.study.measure import measure_bank, reference
@@ -67,7 +67,8 @@ def quality_cell(
         if len(bank) == 0:
             log.warning("quality: bank %s %s holds no images; skipped", ref.name, ref.cell)
             continue
-        entry = measure_bank(ref, bank, manifest, real, judge, q)
+        external = ref.name.removesuffix(VARIATION_SUFFIX) in {g.name for g in cfg.study.generators if g.external}
+        entry = measure_bank(ref, bank, manifest, real, judge, q, external)
         tstr_out = run.tstr_dir(fraction, seed, ref.name)
         tstr_metrics = tstr(cfg, q, bank, real, tstr_out, seed, device) if with_tstr else None
         entries.append({**entry, "tstr": tstr_metrics})

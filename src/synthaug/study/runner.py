@@ -24,7 +24,13 @@ from synthaug.metrics.stats import metric_columns, paired_comparison, summarize_
 from synthaug.report import build_report
 from synthaug.report.figures import image_grid
 from synthaug.rundir import BANK_QUALITY, PAIRS_PNG, SCORES, RunDir
-from synthaug.study.cluster import check_shared_filesystem, for_tasks, require_backend, shutdown_backends
+from synthaug.study.cluster import (
+    check_shared_filesystem,
+    for_tasks,
+    require_backend,
+    require_generator_extras,
+    shutdown_backends,
+)
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
@@ -244,6 +250,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     cluster = cfg.study.executor != "local"
     if cluster:
         require_backend(cfg.study.executor)  # a missing extra is named before anything starts
+    require_generator_extras(cfg)
     _warn_oversubscription(cfg)
     # Tasks on other machines (or in other working directories) need absolute paths.
     run = RunDir(Path(out).resolve() if cluster else out)
