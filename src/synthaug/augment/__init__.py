@@ -11,10 +11,10 @@ from synthaug.augment.policies import (
     Geometric,
     Policy,
     build_policy,
-    expand_training_set,
     online_transform,
     register_policy,
 )
+from synthaug.augment.schedule import Schedule, expand_training_set, training_plan
 from synthaug.augment.synthetic import BankPolicy, BankRequest, take_from_bank
 from synthaug.config.policies import (
     PolicySpec,
@@ -33,6 +33,7 @@ __all__ = [
     "Geometric",
     "Policy",
     "PolicySpec",
+    "Schedule",
     "as_specs",
     "available_policies",
     "build_policy",
@@ -44,4 +45,5 @@ __all__ = [
     "policy_slug",
     "register_policy",
     "take_from_bank",
+    "training_plan",
 ]

@@ -11,7 +11,6 @@ only from the generators passed in.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -81,22 +80,7 @@ def register_policy(name: str) -> Callable[[PolicyT], PolicyT]:
 def build_policy(spec: PolicySpec) -> Policy:
     """Instantiate the registered policy for ``spec``; unknown names or parameters raise ``ValueError``."""
     params = policy_params(spec)  # the named error for unknown names, keys and values
-    return _REGISTRY[spec.name].model_validate(params.model_dump())
-
-
-def expand_training_set(real: ImageSet, policies: Sequence[Policy], seed: int, cell: Cell | None = None) -> ImageSet:
-    """Apply every policy's expansion in order and return the enlarged training set.
-
-    Each policy draws from ``default_rng([seed, crc32(name)])``: the same policy adds the same
-    images whatever it is combined with, which keeps paired comparisons paired.
-    """
-    current = real
-    for policy in policies:
-        rng = np.random.default_rng([seed, zlib.crc32(policy.name.encode())])
-        extra = policy.added(real, current, rng, cell)
-        if extra is not None and len(extra):
-            current = ImageSet.concat([current, extra])
-    return current
+    return _REGISTRY[spec.name].model_validate(params.model_dump(exclude_unset=True))
 
 
 def online_transform(policies: Sequence[Policy]) -> BatchTransform | None:

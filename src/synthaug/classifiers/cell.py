@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from synthaug.augment import PolicySpec, build_policy, expand_training_set, online_transform
+from synthaug.augment import PolicySpec, build_policy, online_transform, training_plan
 from synthaug.classifiers.evaluate import predict_proba
 from synthaug.classifiers.train import train_classifier
 from synthaug.config.classifier import ClassifierConfig
@@ -49,8 +49,10 @@ def run_cell(
     dev = pick_device(device)
     real, val = cell.fit(pool), cell.val(pool)
     policies = [build_policy(s) for s in specs]
-    train = expand_training_set(real, policies, cell.seed, cell)
-    model, result = train_classifier(cfg.model, cfg.train, train, val, out, cell.seed, dev, online_transform(policies))
+    train, schedule = training_plan(real, policies, cell.seed, cell)
+    model, result = train_classifier(
+        cfg.model, cfg.train, train, val, out, cell.seed, dev, online_transform(policies), schedule
+    )
     test_m = classification_metrics(
         predict_proba(model, test, cfg.train.eval_batch_size, dev), test.labels, test.class_names
     )

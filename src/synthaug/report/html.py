@@ -140,6 +140,11 @@ def results_section(run: RunDir) -> str | None:
     curve = results.efficiency_curve(df)
     if curve:
         parts.append(figure(curve, "Data efficiency: balanced accuracy vs the share of real training data used."))
+    ratio = results.ratio_curve(df, primary)
+    if ratio:
+        parts.append(figure(ratio, f"{verdict.metric_name(primary)} against the ratio of added to real training "
+                                   "images, per policy run at several amounts (median over seeds, 95% bootstrap CI); "
+                                   "the dashed line and band: no augmentation."))  # fmt: skip
     return "".join(parts)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from synthaug.config.policies import as_specs, policies_label
 from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report.figures import to_data_uri
 from synthaug.report.markup import policy_name
@@ -109,6 +111,49 @@ def efficiency_curve(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -
         ax.spines[["top", "right"]].set_visible(False)
     axes[0][0].set_ylabel(METRICS.get(metric, metric))
     axes[0][-1].legend(fontsize=7, frameon=False, loc="lower right")
+    return to_data_uri(fig)
+
+
+AMOUNT_KEYS = ("y", "per_class", "fill")  # how many synthetic images: the x of the ratio plot
+
+
+def _line_of(spec_json: str) -> str:
+    """A policy without its amount (y, per_class, fill): the line it belongs to in the ratio plot."""
+    specs = [{**s, "params": {k: v for k, v in s.get("params", {}).items() if k not in AMOUNT_KEYS}}
+             for s in json.loads(spec_json)]  # fmt: skip
+    return policies_label(as_specs(specs)) if specs else "none"
+
+
+def ratio_curve(df: pd.DataFrame, metric: str = "test_balanced_accuracy") -> str | None:
+    """Metric vs the added:real image ratio, one line per policy differing only in its amount
+    (median over seeds, bootstrap CI as a band; the baseline as a dashed line). None when no
+    policy was run at two or more amounts."""
+    if "policy_spec" not in df.columns or not {"n_train", "n_real"} <= set(df.columns):
+        return None
+    d = df.assign(ratio=(df["n_train"] - df["n_real"]) / df["n_real"], line=df["policy_spec"].map(_line_of))
+    s = summarize_cells(d, metric, by=["model", "real_fraction", "line", "policy"])
+    ratios = d.groupby(["model", "real_fraction", "policy"])["ratio"].mean()
+    s["ratio"] = [ratios[(m, f, p)] for m, f, p in zip(s["model"], s["real_fraction"], s["policy"], strict=True)]
+    swept = [ln for ln, g in s.groupby("line") if ln != "none" and g["ratio"].round(3).nunique() >= 2]
+    if not swept:
+        return None
+    panels = list(s.groupby(["model", "real_fraction"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1, 3.4), squeeze=False, sharey=True)
+    for ax, ((model, frac), g) in zip(axes[0], panels, strict=True):
+        base = g[g["line"] == "none"]
+        if len(base):
+            b = base.iloc[0]
+            ax.axhline(b["median"], color="grey", ls="--", lw=1, label="none")
+            ax.axhspan(b["ci_low"], b["ci_high"], color="grey", alpha=0.1)
+        for line in swept:
+            pts = g[g["line"] == line].sort_values("ratio")
+            err = [pts["median"] - pts["ci_low"], pts["ci_high"] - pts["median"]]
+            ax.errorbar(pts["ratio"], pts["median"], yerr=err, marker="o", capsize=3, label=policy_name(line))
+        ax.set_xlabel("added images : real images")
+        ax.set_title(f"{model}, real fraction {frac:g}", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0][0].set_ylabel(METRICS.get(metric, metric))
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
     return to_data_uri(fig)
 
 
