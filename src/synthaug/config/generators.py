@@ -46,6 +46,7 @@ class GeneratorConfig(StrictModel):
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> common keys and the section's keys
     variations: ClassVar[bool] = False  # can make variations (img2img) of real images
     external: ClassVar[bool] = False  # images made outside the study (may have seen any image, test ones too)
+    unlabelled: ClassVar[bool] = False  # can learn from unlabelled images too (a null class), in conditional mode
 
     @model_validator(mode="before")
     @classmethod
@@ -209,6 +210,7 @@ class DDPMConfig(GeneratorConfig):
     section: ClassVar[str] = "ddpm"
     implementation: ClassVar[str] = "synthaug.generators.ddpm:DDPMGenerator"
     variations: ClassVar[bool] = True
+    unlabelled: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,
                 "ddpm": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "warmup_steps": 200}},
@@ -253,6 +255,7 @@ class LDMConfig(GeneratorConfig):
     section: ClassVar[str] = "ldm"
     implementation: ClassVar[str] = "synthaug.generators.ldm:LDMGenerator"
     variations: ClassVar[bool] = True
+    unlabelled: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # Sized by the measured throughput (docs/BENCHMARKS.md): about 50 core-minutes in fp32 at 64 px.
         "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,

@@ -4,7 +4,7 @@ and the whole configuration (:class:`SynthaugConfig`) with its cross-section che
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -57,6 +57,11 @@ class StudyConfig(StrictModel):
     baseline: str = Field("none", description="policy label the paired comparisons are made against")
     generators: list[AnyGeneratorConfig] = Field(
         default_factory=list, description="generators that synthetic / balance / variation policies name"
+    )
+    generator_pool: Literal["labelled", "unlabelled_rest"] = Field(
+        "labelled",
+        description="labelled: generators see the cell's labelled subset only; unlabelled_rest: also the rest "
+        "of the training split without labels (never validation or test), where the family can use it",
     )
     bank: BankConfig = BankConfig()
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")

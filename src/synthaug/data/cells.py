@@ -44,6 +44,13 @@ class Cell:
     def val(self, pool: ImageSet) -> ImageSet:
         return pool.subset(self.val_idx)
 
+    def rest(self, pool: ImageSet) -> ImageSet:
+        """The training images the cell neither trains nor validates on (whole groups, like its splits)."""
+        keep = np.ones(len(pool), dtype=bool)
+        keep[self.fit_idx] = False
+        keep[self.val_idx] = False
+        return pool.subset(np.flatnonzero(keep))
+
     def _run(self) -> RunDir:
         if self.run is None:
             raise ValueError(f"cell {self.key} has no run directory: synthetic policies need `synthaug run`")

@@ -18,10 +18,16 @@ from synthaug.generators.variation import make_variations
 
 
 def fit(
-    train_data: ImageSet, cfg: GeneratorConfig, run_dir: str | Path, seed: int = 0, resume: bool = False
+    train_data: ImageSet,
+    cfg: GeneratorConfig,
+    run_dir: str | Path,
+    seed: int = 0,
+    resume: bool = False,
+    unlabelled: ImageSet | None = None,
 ) -> Generator:
-    """Train the family ``cfg.family`` on ``train_data``; checkpoint and artifacts go to ``run_dir``."""
-    return generator_class(cfg.family).fit(train_data, cfg, run_dir, seed=seed, resume=resume)
+    """Train the family ``cfg.family`` on ``train_data`` (and ``unlabelled`` images where the family
+    can learn from them); checkpoint and artifacts go to ``run_dir``."""
+    return generator_class(cfg.family).fit(train_data, cfg, run_dir, seed=seed, resume=resume, unlabelled=unlabelled)
 
 
 __all__ = [

@@ -192,13 +192,18 @@ class Generator(ABC):
         run_dir: str | Path,
         seed: int = 0,
         resume: bool = False,
+        unlabelled: ImageSet | None = None,
     ) -> GeneratorT:
-        """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints."""
-        cfg = start_fit(train_data, cfg, run_dir, seed)
+        """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints.
+
+        ``unlabelled``: more images without labels; families with a null class (``cfg.unlabelled``,
+        conditional mode) learn them as that class, the others ignore them.
+        """
+        pool = usable_unlabelled(cfg, unlabelled)
+        cfg = start_fit(train_data, cfg, run_dir, seed, unlabelled_images=len(pool))
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
-        x = resize(to_float(train_data.images), int(cfg.image_size or train_data.size)).to(device)  # (N, 1, S, S)
-        y = torch.as_tensor(train_data.labels, dtype=torch.long, device=device)  # (N,)
+        x, y = with_null_class(train_data, pool, int(cfg.image_size or train_data.size), device)
         nets: dict[str, nn.Module] = {}
         if cfg.mode == "conditional":
             nets["all"] = _fit_one(cls, cfg, names, (x, y), k, run_dir, seed, resume)
@@ -213,6 +218,26 @@ class Generator(ABC):
         gen = cls(cfg, names, train_data.size, nets)
         gen.save(run_dir / GENERATOR)
         return gen
+
+
+def usable_unlabelled(cfg: GeneratorConfig, unlabelled: ImageSet | None) -> np.ndarray:
+    """The unlabelled images (N, H, W) the family learns from: none unless it has a null class."""
+    if unlabelled is None or not len(unlabelled) or not (cfg.unlabelled and cfg.mode == "conditional"):
+        return np.zeros((0, 1, 1), np.uint8)
+    return unlabelled.images
+
+
+def with_null_class(
+    train_data: ImageSet, unlabelled: np.ndarray, size: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Images (N, 1, S, S) in [-1, 1] and labels (N,): the labelled ones, then the unlabelled ones
+    labelled with the null class (index ``num_classes``, the class guidance drops labels to)."""
+    x = resize(to_float(train_data.images), size)
+    y = torch.as_tensor(train_data.labels, dtype=torch.long)
+    if len(unlabelled):
+        x = torch.cat([x, resize(to_float(unlabelled), size)])
+        y = torch.cat([y, torch.full((len(unlabelled),), train_data.num_classes, dtype=torch.long)])
+    return x.to(device), y.to(device)
 
 
 def start_fit(train_data: ImageSet, cfg: ConfigT, run_dir: str | Path, seed: int, **extra: Any) -> ConfigT:

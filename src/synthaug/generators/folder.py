@@ -245,6 +245,7 @@ class FolderGenerator(Generator):
         run_dir: str | Path,
         seed: int = 0,
         resume: bool = False,
+        unlabelled: ImageSet | None = None,
     ) -> GeneratorT:
         """Index the folder (nothing is trained): record its images per class and a content fingerprint."""
         assert isinstance(cfg, FolderConfig)

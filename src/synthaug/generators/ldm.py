@@ -26,9 +26,16 @@ from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
 from synthaug.config.generators import GeneratorConfig, LDMConfig, LDMOptions
-from synthaug.data.imageset import ImageSet, to_float
+from synthaug.data.imageset import ImageSet
 from synthaug.device import pick_device
-from synthaug.generators.base import GeneratorT, SampleOptions, noise, resize, start_fit
+from synthaug.generators.base import (
+    GeneratorT,
+    SampleOptions,
+    noise,
+    start_fit,
+    usable_unlabelled,
+    with_null_class,
+)
 from synthaug.generators.ddpm import DDPMGenerator, DDPMTrainer, unet_for
 from synthaug.generators.samplers import denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import train_loop
@@ -186,15 +193,17 @@ class LDMGenerator(DDPMGenerator):
         run_dir: str | Path,
         seed: int = 0,
         resume: bool = False,
+        unlabelled: ImageSet | None = None,
     ) -> GeneratorT:
-        """Phase 1 (autoencoder, in ``RUN/autoencoder/``), then phase 2 (latent UNet, in ``RUN/``)."""
+        """Phase 1 (autoencoder, in ``RUN/autoencoder/``), then phase 2 (latent UNet, in ``RUN/``).
+        ``unlabelled`` images join both phases: the autoencoder's, and the UNet's as the null class."""
         assert issubclass(cls, LDMGenerator)
-        cfg = start_fit(train_data, cfg, run_dir, seed)
+        pool = usable_unlabelled(cfg, unlabelled)
+        cfg = start_fit(train_data, cfg, run_dir, seed, unlabelled_images=len(pool))
         assert isinstance(cfg, LDMConfig) and cfg.image_size and cfg.ldm.ae_steps
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
-        x = resize(to_float(train_data.images), cfg.image_size).to(device)  # (N, 1, S, S)
-        y = torch.as_tensor(train_data.labels, dtype=torch.long, device=device)  # (N,)
+        x, y = with_null_class(train_data, pool, cfg.image_size, device)  # (N, 1, S, S), (N,)
 
         # Phase 1: the autoencoder, on the images alone.
         with torch.random.fork_rng(devices=[]):

@@ -172,6 +172,7 @@ class PretrainedGenerator(Generator):
         run_dir: str | Path,
         seed: int = 0,
         resume: bool = False,
+        unlabelled: ImageSet | None = None,
     ) -> GeneratorT:
         """Load the pipeline; with ``lora.rank`` > 0 fine-tune it on ``train_data`` (resumable)."""
         assert isinstance(cfg, PretrainedConfig)

@@ -75,21 +75,30 @@ def needed_generators(cfg: SynthaugConfig, train: ImageSet) -> list[tuple[Genera
 
 
 def fit_on_cell(
-    train: ImageSet, gcfg: GeneratorConfig, cell: Cell, out: Path, resume: bool = True
+    train: ImageSet, gcfg: GeneratorConfig, cell: Cell, out: Path, resume: bool = True, pool: str = "labelled"
 ) -> tuple[Generator, ImageSet]:
-    """Train ``gcfg`` on the real fit subset of ``cell`` only; record the ids it saw."""
+    """Train ``gcfg`` on the real fit subset of ``cell``, and with ``pool="unlabelled_rest"`` on the rest
+    of the training split without labels (never the cell's validation images, never the test split)
+    where the family can learn from unlabelled images; record the ids it saw, with and without labels."""
     from synthaug.generators import fit
 
     real = cell.fit(train)
-    write_json(out / TRAINED_ON, {"fraction": cell.fraction, "seed": cell.seed, "ids": real.ids.tolist()})
-    return fit(real, gcfg, out, seed=cell.seed, resume=resume), real
+    rest = cell.rest(train) if pool == "unlabelled_rest" else None
+    if rest is not None and not (gcfg.unlabelled and gcfg.mode == "conditional"):
+        log.info("generator %s (%s, %s) has no null class: trained on the labelled images only",
+                 gcfg.name, gcfg.family, gcfg.mode)  # fmt: skip
+        rest = None
+    unlabelled = [] if rest is None else rest.ids.tolist()
+    record = {"fraction": cell.fraction, "seed": cell.seed, "ids": real.ids.tolist(), "unlabelled_ids": unlabelled}
+    write_json(out / TRAINED_ON, record)
+    return fit(real, gcfg, out, seed=cell.seed, resume=resume, unlabelled=rest), real
 
 
 def _fit_task(cfg: SynthaugConfig, run: RunDir, gcfg: GeneratorConfig, fraction: float, seed: int) -> str:
     train = prepared(cfg.data, seed=cfg.study.seeds[0]).train
     cell = study_cell(cfg, train, fraction, seed, run)
     out = cell.generator_dir(gcfg.name)
-    fit_on_cell(train, gcfg, cell, out)
+    fit_on_cell(train, gcfg, cell, out, pool=cfg.study.generator_pool)
     return str(out)
 
 
