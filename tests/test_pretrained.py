@@ -193,3 +193,15 @@ def test_a_study_with_a_pretrained_generator_names_a_missing_extra_before_it_sta
     with pytest.raises(ConfigError, match=r"generator 'sd' \(family pretrained\) needs peft.*synthaug\[hf\]"):
         run_study(config, tmp_path / "run")
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_a_sampler_of_ours_replaces_the_models_own_for_that_call_only(tmp_path: Path) -> None:
+    gen = fit(tiny_data(), cfg(), tmp_path, seed=0)
+    own = gen.sample(0, 2, rngs(0, 1))
+    ours = gen.sample(0, 2, rngs(0, 1), sampler="dpm++", steps=3)
+    assert not np.array_equal(own, ours)
+    np.testing.assert_array_equal(gen.sample(0, 2, rngs(0, 1)), own)  # the model's scheduler is back
+    x = tiny_data().images[:2]
+    v_own = make_variations(gen, x, 0, 0.5, rngs(0, 1))
+    assert not np.array_equal(make_variations(gen, x, 0, 0.5, rngs(0, 1), sampler="ddim", steps=4), v_own)
+    np.testing.assert_array_equal(make_variations(gen, x, 0, 0.5, rngs(0, 1)), v_own)

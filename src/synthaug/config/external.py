@@ -82,7 +82,7 @@ class PretrainedOptions(StrictModel):
     inference_steps: int = Field(30, ge=1, description="denoising steps of the pipeline")
     guidance: float = Field(7.5, ge=0, description="classifier-free guidance scale")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="auto: float16 on CUDA, float32 on CPU"
+        "auto", description="auto: bfloat16 on CUDA (float16 where it lacks bf16), float32 on CPU"
     )
     attention_slicing: bool = Field(False, description="lower memory, slower (small GPUs)")
     vae_tiling: bool = Field(False, description="decode in tiles (large images, small GPUs)")

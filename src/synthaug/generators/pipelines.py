@@ -106,8 +106,10 @@ def resolve_model(cfg: PretrainedConfig) -> tuple[str, str]:
 
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+    if name == "auto":  # bfloat16 where the GPU has it: LoRA training needs no loss scaling then
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return cast(torch.dtype, getattr(torch, name))
 
 

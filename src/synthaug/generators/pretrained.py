@@ -77,6 +77,7 @@ class PretrainedGenerator(Generator):
             if state.lora:
                 add_lora(pipe.unet, self.cfg, state.lora)
         self.pipe, self.model_ref = pipe, state.ref
+        self._model_scheduler = pipe.scheduler  # the pipeline's own; a sampler of ours replaces it per call
         self._img2img: Any = None
 
     @classmethod
@@ -109,8 +110,7 @@ class PretrainedGenerator(Generator):
 
     def _call(self, pipe: Any, opts: SampleOptions, rng: Any, n: int, **kwargs: Any) -> Tensor:
         """Run ``pipe`` with the sampler, steps, guidance and per-image generators; (n, 1, S, S) in [-1, 1]."""
-        if opts.sampler != MODEL_SAMPLER:
-            pipe.scheduler = make_scheduler(str(opts.sampler), self.pipe.scheduler.config, clip_sample=False)
+        pipe.scheduler = self._scheduler(opts)
         neg = self.cfg.pretrained.negative_prompt
         if neg and "prompt" in kwargs:
             kwargs["negative_prompt"] = [neg] * n
@@ -118,6 +118,11 @@ class PretrainedGenerator(Generator):
         out = pipe(num_inference_steps=opts.steps, guidance_scale=opts.guidance, generator=rng, output_type="pt",
                    height=size, width=size, **kwargs).images  # fmt: skip
         return from_pipeline(out, size)
+
+    def _scheduler(self, opts: SampleOptions) -> Any:
+        if opts.sampler == MODEL_SAMPLER:
+            return self._model_scheduler
+        return make_scheduler(str(opts.sampler), self._model_scheduler.config, clip_sample=False)
 
     def generate(self, net: nn.Module, labels: Tensor | None, n: int, rng: Any, opts: SampleOptions) -> Tensor:
         if not self.cfg.draws():
@@ -158,6 +163,7 @@ class PretrainedGenerator(Generator):
             self._img2img = StableDiffusionImg2ImgPipeline(**self.pipe.components)
             self._img2img.set_progress_bar_config(disable=True)
         size = int(self.cfg.image_size or 512)
+        self._img2img.scheduler = self._scheduler(opts)
         out = self._img2img(prompt=prompt, image=to_pil(x0), strength=strength, num_inference_steps=opts.steps,
                             guidance_scale=opts.guidance, generator=rng, output_type="pt").images  # fmt: skip
         if self.cfg.pretrained.negative_prompt:
