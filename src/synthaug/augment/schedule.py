@@ -31,10 +31,6 @@ class Schedule:
     pretrain_epochs: int = 0
     finetune_lr: float | None = None
 
-    @property
-    def two_phases(self) -> bool:
-        return self.pretrain is not None
-
 
 def expand_training_set(real: ImageSet, policies: Sequence[Policy], seed: int, cell: Cell | None = None) -> ImageSet:
     """Apply every policy's expansion in order and return the enlarged training set."""

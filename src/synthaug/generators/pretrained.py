@@ -19,7 +19,6 @@ when the hub cannot be reached: the error names the model, the setting and the l
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +36,6 @@ from synthaug.generators.samplers import SAMPLERS, make_scheduler
 from synthaug.generators.training import Trainer, train_loop
 from synthaug.rundir import GENERATOR
 
-log = logging.getLogger(__name__)
 MODEL_SAMPLER = "model"  # the pipeline's own scheduler
 HUB_TIMEOUT_S = 5.0
 
@@ -166,8 +164,6 @@ class PretrainedGenerator(Generator):
         self._img2img.scheduler = self._scheduler(opts)
         out = self._img2img(prompt=prompt, image=to_pil(x0), strength=strength, num_inference_steps=opts.steps,
                             guidance_scale=opts.guidance, generator=rng, output_type="pt").images  # fmt: skip
-        if self.cfg.pretrained.negative_prompt:
-            log.debug("negative prompt is not used by img2img variations")
         return from_pipeline(out, size)
 
     @classmethod
