@@ -39,6 +39,13 @@ class GeneratorConfig(StrictModel):
     lr: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(500, ge=1)
     sample_every: int = Field(1000, ge=0, description="sample grid PNG every K steps (0: only at the end)")
+    pool_steps: int = Field(
+        0,
+        ge=0,
+        description="with study.generator_pool unlabelled_rest: first train once per study on the shared unlabelled "
+        "pool (every training image no cell validates on) for this many steps, then fine-tune per cell for `steps` "
+        "(0: every cell trains from scratch); families with pool_pretrain",
+    )
 
     # What each family declares (class attributes, not config keys).
     section: ClassVar[str] = ""  # name of the family's own options field
@@ -47,6 +54,7 @@ class GeneratorConfig(StrictModel):
     variations: ClassVar[bool] = False  # can make variations (img2img) of real images
     external: ClassVar[bool] = False  # images made outside the study (may have seen any image, test ones too)
     unlabelled: ClassVar[bool] = False  # can learn from unlabelled images too (a null class), in conditional mode
+    pool_pretrain: ClassVar[bool] = False  # can start a fit from one trained on unlabelled images alone (pool_steps)
 
     @model_validator(mode="before")
     @classmethod
@@ -61,6 +69,16 @@ class GeneratorConfig(StrictModel):
         if not value.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"generator name {value!r}: use letters, digits, '-' and '_' only")
         return value
+
+    @model_validator(mode="after")
+    def _pool_steps(self) -> GeneratorConfig:
+        if self.pool_steps and not (self.pool_pretrain and self.mode == "conditional"):
+            able = [f for f, c in FAMILIES.items() if c.pool_pretrain]
+            raise ValueError(
+                f"generator {self.name!r}: pool_steps needs a conditional model of a family that pretrains on "
+                f"unlabelled images ({able}); family {self.family!r}, mode {self.mode!r}"
+            )
+        return self
 
     @field_validator("image_size")
     @classmethod
@@ -211,6 +229,7 @@ class DDPMConfig(GeneratorConfig):
     implementation: ClassVar[str] = "synthaug.generators.ddpm:DDPMGenerator"
     variations: ClassVar[bool] = True
     unlabelled: ClassVar[bool] = True
+    pool_pretrain: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,
                 "ddpm": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "warmup_steps": 200}},
@@ -256,6 +275,7 @@ class LDMConfig(GeneratorConfig):
     implementation: ClassVar[str] = "synthaug.generators.ldm:LDMGenerator"
     variations: ClassVar[bool] = True
     unlabelled: ClassVar[bool] = True
+    pool_pretrain: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # Sized by the measured throughput (docs/BENCHMARKS.md): about 50 core-minutes in fp32 at 64 px.
         "cpu": {"image_size": 64, "steps": 4000, "batch_size": 32, "lr": 2e-4,

@@ -115,6 +115,12 @@ class StudyConfig(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"study.generators: names must be unique, got {names}; set name: for each")
         by_name: dict[str, GeneratorConfig] = {g.name: g for g in self.generators}
+        pooled = [g.name for g in self.generators if g.pool_steps]
+        if pooled and self.generator_pool != "unlabelled_rest":
+            raise ValueError(
+                f"study.generators {pooled} set pool_steps, which pretrains on the unlabelled pool: "
+                "set study.generator_pool: unlabelled_rest (or pool_steps: 0)"
+            )
         for spec in (s for combo in self.policies for s in combo):
             params = policy_params(spec)
             if not isinstance(params, FromBank):

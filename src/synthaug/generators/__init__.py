@@ -24,10 +24,16 @@ def fit(
     seed: int = 0,
     resume: bool = False,
     unlabelled: ImageSet | None = None,
+    start: Generator | None = None,
 ) -> Generator:
     """Train the family ``cfg.family`` on ``train_data`` (and ``unlabelled`` images where the family
-    can learn from them); checkpoint and artifacts go to ``run_dir``."""
-    return generator_class(cfg.family).fit(train_data, cfg, run_dir, seed=seed, resume=resume, unlabelled=unlabelled)
+    can learn from them); checkpoint and artifacts go to ``run_dir``. ``start``: a generator of the
+    same family and network shape trained on unlabelled images alone (``cfg.pool_steps``) that this
+    fit fine-tunes instead of starting from random weights."""
+    if start is not None and (not cfg.pool_pretrain or start.family != cfg.family):
+        raise ValueError(f"generator {cfg.name!r} (family {cfg.family}) cannot start from a {start.family} generator")
+    cls = generator_class(cfg.family)
+    return cls.fit(train_data, cfg, run_dir, seed=seed, resume=resume, unlabelled=unlabelled, start=start)
 
 
 __all__ = [

@@ -193,11 +193,13 @@ class Generator(ABC):
         seed: int = 0,
         resume: bool = False,
         unlabelled: ImageSet | None = None,
+        start: Generator | None = None,
     ) -> GeneratorT:
         """Train on ``train_data`` into ``run_dir``; ``resume`` continues from its checkpoints.
 
         ``unlabelled``: more images without labels; families with a null class (``cfg.unlabelled``,
-        conditional mode) learn them as that class, the others ignore them.
+        conditional mode) learn them as that class, the others ignore them. ``start``: weights to
+        fine-tune from (a pool-pretrained generator of the same family, conditional mode only).
         """
         pool = usable_unlabelled(cfg, unlabelled)
         cfg = start_fit(train_data, cfg, run_dir, seed, unlabelled_images=len(pool))
@@ -206,7 +208,8 @@ class Generator(ABC):
         x, y = with_null_class(train_data, pool, int(cfg.image_size or train_data.size), device)
         nets: dict[str, nn.Module] = {}
         if cfg.mode == "conditional":
-            nets["all"] = _fit_one(cls, cfg, names, (x, y), k, run_dir, seed, resume)
+            init = None if start is None else start.nets["all"]
+            nets["all"] = _fit_one(cls, cfg, names, (x, y), k, run_dir, seed, resume, init=init)
         else:
             for c, name in enumerate(names):
                 if not bool((y == c).any()):
@@ -260,11 +263,15 @@ def _fit_one(
     seed: int,
     resume: bool,
     only: int | None = None,
+    init: nn.Module | None = None,
 ) -> nn.Module:
-    """Train one model (all classes, or class ``only``) and return its sampling network."""
+    """Train one model (all classes, or class ``only``) and return its sampling network; ``init``:
+    weights to start from (a trainer with ``init_from``)."""
     with torch.random.fork_rng(devices=[]):  # weight init from the run's seed, global RNG untouched
         torch.manual_seed(seed)
         trainer = cls.make_trainer(cfg, num_classes, pick_device(cfg.device))
+    if init is not None:
+        start_from(trainer, init)
 
     def grid() -> Tensor:  # (K*4, 1, S, S): four samples of each class the model draws
         key = "all" if only is None else str(only)
@@ -284,6 +291,14 @@ def _fit_one(
 
     train_loop(trainer, data[0], data[1], cfg, work_dir, seed, resume, grid)
     return trainer.export()
+
+
+def start_from(trainer: Trainer, net: nn.Module) -> None:
+    """Load a pretrained sampling network into a trainer (its training and averaged weights)."""
+    init_from = getattr(trainer, "init_from", None)
+    if init_from is None:
+        raise ValueError(f"{type(trainer).__name__} cannot start from pretrained weights")
+    init_from(net)
 
 
 def load_generator(path: str | Path, device: str | None = None) -> Generator:

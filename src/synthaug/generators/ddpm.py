@@ -103,6 +103,11 @@ class DDPMTrainer:
         self.ema.update(self.unet)
         return {"loss": loss.item(), "lr": float(self.lr_sched.get_last_lr()[0])}
 
+    def init_from(self, net: nn.Module) -> None:
+        """Start from pretrained weights (the pool's EMA UNet): both the trained and the averaged copy."""
+        self.unet.load_state_dict(net.state_dict())
+        self.ema.model.load_state_dict(net.state_dict())
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "unet": self.unet.state_dict(),

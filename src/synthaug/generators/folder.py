@@ -246,6 +246,7 @@ class FolderGenerator(Generator):
         seed: int = 0,
         resume: bool = False,
         unlabelled: ImageSet | None = None,
+        start: Generator | None = None,
     ) -> GeneratorT:
         """Index the folder (nothing is trained): record its images per class and a content fingerprint."""
         assert isinstance(cfg, FolderConfig)

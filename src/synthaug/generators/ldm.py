@@ -16,6 +16,7 @@ training checkpoint (``RUN/autoencoder/`` for phase 1, ``RUN/`` itself for phase
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any, cast
@@ -29,10 +30,12 @@ from synthaug.config.generators import GeneratorConfig, LDMConfig, LDMOptions
 from synthaug.data.imageset import ImageSet
 from synthaug.device import pick_device
 from synthaug.generators.base import (
+    Generator,
     GeneratorT,
     SampleOptions,
     noise,
     start_fit,
+    start_from,
     usable_unlabelled,
     with_null_class,
 )
@@ -194,43 +197,36 @@ class LDMGenerator(DDPMGenerator):
         seed: int = 0,
         resume: bool = False,
         unlabelled: ImageSet | None = None,
+        start: Generator | None = None,
     ) -> GeneratorT:
         """Phase 1 (autoencoder, in ``RUN/autoencoder/``), then phase 2 (latent UNet, in ``RUN/``).
-        ``unlabelled`` images join both phases: the autoencoder's, and the UNet's as the null class."""
+        ``unlabelled`` images join both phases: the autoencoder's, and the UNet's as the null class.
+        With ``start`` (an ldm trained on the unlabelled pool) phase 1 is skipped: its autoencoder and
+        latent scale are kept as they are, and phase 2 fine-tunes its UNet."""
         assert issubclass(cls, LDMGenerator)
         pool = usable_unlabelled(cfg, unlabelled)
-        cfg = start_fit(train_data, cfg, run_dir, seed, unlabelled_images=len(pool))
+        extra = {} if start is None else {"started_from": start.checkpoint_hash}
+        cfg = start_fit(train_data, cfg, run_dir, seed, unlabelled_images=len(pool), **extra)
         assert isinstance(cfg, LDMConfig) and cfg.image_size and cfg.ldm.ae_steps
         run_dir, device = Path(run_dir), pick_device(cfg.device)
         names, k = train_data.class_names, train_data.num_classes
         x, y = with_null_class(train_data, pool, cfg.image_size, device)  # (N, 1, S, S), (N,)
-
-        # Phase 1: the autoencoder, on the images alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            ae_trainer = AutoencoderTrainer(cfg.ldm, cfg.image_size, device)
-        ae_cfg = cfg.model_copy(update={"steps": cfg.ldm.ae_steps})
-
-        def reconstructions() -> Tensor:  # the first 8 images (top) above their reconstructions
-            ae = ae_trainer.ae.eval()
-            with torch.no_grad():
-                rec = ae.kl.decode(ae.kl.encode(x[:8]).latent_dist.mean).sample
-            return torch.cat([x[:8], rec.clamp(-1, 1)]).float().cpu()
-
-        train_loop(ae_trainer, x, None, ae_cfg, run_dir / AUTOENCODER, seed, resume, reconstructions)
-        ae = cast(Autoencoder, ae_trainer.export())
+        if start is None:
+            ae = cls._fit_autoencoder(x, cfg, run_dir, seed, resume)
+        else:
+            assert isinstance(start, LDMGenerator)
+            ae = cast(Autoencoder, copy.deepcopy(start.autoencoder).to(device).eval())
         with torch.no_grad():
-            ae.scale.fill_(1.0)
-            z = encode_all(ae, x)  # (N, C, s, s)
-            ae.scale.fill_(1.0 / float(z.std().clamp_min(1e-6)))
-            z = z * ae.scale
-        latents = {"scale_factor": float(ae.scale), "shape": list(z.shape[1:])}
+            z = encode_all(ae, x)  # (N, C, s, s), scaled
+        latents = {"scale_factor": float(ae.scale), "shape": list(z.shape[1:]), "from_start": start is not None}
         write_json(run_dir / AUTOENCODER / "latents.json", latents)
 
         # Phase 2: the class-conditional UNet on the scaled latents.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             trainer = cls.make_trainer(cfg, k, device)
+        if start is not None:
+            start_from(trainer, start.nets["all"])
 
         def grid() -> Tensor:
             preview = cls(cfg, names, cfg.image_size or 0, {AUTOENCODER: ae, "all": trainer.export()})
@@ -243,3 +239,25 @@ class LDMGenerator(DDPMGenerator):
         gen = cls(cfg, names, train_data.size, {AUTOENCODER: ae, "all": trainer.export()})
         gen.save(run_dir / GENERATOR)
         return gen
+
+    @staticmethod
+    def _fit_autoencoder(x: Tensor, cfg: LDMConfig, run_dir: Path, seed: int, resume: bool) -> Autoencoder:
+        """Phase 1 on the images alone; the returned autoencoder scales its latents to unit variance."""
+        assert cfg.image_size and cfg.ldm.ae_steps
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            ae_trainer = AutoencoderTrainer(cfg.ldm, cfg.image_size, x.device)
+        ae_cfg = cfg.model_copy(update={"steps": cfg.ldm.ae_steps})
+
+        def reconstructions() -> Tensor:  # the first 8 images (top) above their reconstructions
+            ae = ae_trainer.ae.eval()
+            with torch.no_grad():
+                rec = ae.kl.decode(ae.kl.encode(x[:8]).latent_dist.mean).sample
+            return torch.cat([x[:8], rec.clamp(-1, 1)]).float().cpu()
+
+        train_loop(ae_trainer, x, None, ae_cfg, run_dir / AUTOENCODER, seed, resume, reconstructions)
+        ae = cast(Autoencoder, ae_trainer.export())
+        with torch.no_grad():
+            ae.scale.fill_(1.0)
+            ae.scale.fill_(1.0 / float(encode_all(ae, x).std().clamp_min(1e-6)))
+        return ae

@@ -175,6 +175,7 @@ class PretrainedGenerator(Generator):
         seed: int = 0,
         resume: bool = False,
         unlabelled: ImageSet | None = None,
+        start: Generator | None = None,
     ) -> GeneratorT:
         """Load the pipeline; with ``lora.rank`` > 0 fine-tune it on ``train_data`` (resumable)."""
         assert isinstance(cfg, PretrainedConfig)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from synthaug.config.generators import GeneratorConfig, upgrade_generator_dict
+from synthaug.config.generators import GeneratorConfig, parse_generator, upgrade_generator_dict
 from synthaug.data.imageset import to_uint8
 from synthaug.io import atomic_write, save_torch
 
@@ -115,7 +115,8 @@ def _restore(
     path: Path, trainer: Trainer, gens: dict[str, torch.Generator], cfg: GeneratorConfig, seed: int
 ) -> tuple[int, list[dict[str, float]]]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if upgrade_generator_dict(state["config"]) != cfg.model_dump(mode="json") or state["seed"] != seed:
+    saved = parse_generator(upgrade_generator_dict(state["config"])).model_dump(mode="json")  # defaults of new keys
+    if saved != cfg.model_dump(mode="json") or state["seed"] != seed:
         raise ValueError(
             f"cannot resume from {path}: it was written with another config or seed; "
             "use a new run directory or resume=False"

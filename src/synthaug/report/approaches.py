@@ -23,6 +23,11 @@ def _generators(specs: list[PolicySpec], cfg: SynthaugConfig) -> list[tuple[str,
         if isinstance(name, str) and name in by_name:
             g = by_name[name]
             loss, optimiser = g.objective()
+            if cfg.study.generator_pool == "unlabelled_rest" and g.unlabelled and g.mode == "conditional":
+                loss += "; the rest of the training split joins as unlabelled images (null class)"
+                if g.pool_steps:
+                    loss += (f"; pretrained once for {g.pool_steps} steps on every training image no cell "
+                             "validates on, without labels, then fine-tuned per cell")  # fmt: skip
             out.append((f"{name} ({g.family}, {g.mode.replace('_', ' ')})", loss, optimiser))
     return out
 

@@ -8,6 +8,7 @@ Both stages run through the study's executor (one task per generator or bank), r
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,19 @@ def needed_generators(cfg: SynthaugConfig, train: ImageSet) -> list[tuple[Genera
 
 
 def fit_on_cell(
-    train: ImageSet, gcfg: GeneratorConfig, cell: Cell, out: Path, resume: bool = True, pool: str = "labelled"
+    train: ImageSet,
+    gcfg: GeneratorConfig,
+    cell: Cell,
+    out: Path,
+    resume: bool = True,
+    pool: str = "labelled",
+    start: Path | None = None,
 ) -> tuple[Generator, ImageSet]:
     """Train ``gcfg`` on the real fit subset of ``cell``, and with ``pool="unlabelled_rest"`` on the rest
     of the training split without labels (never the cell's validation images, never the test split)
-    where the family can learn from unlabelled images; record the ids it saw, with and without labels."""
-    from synthaug.generators import fit
+    where the family can learn from unlabelled images; record the ids it saw, with and without labels.
+    ``start``: the folder of a generator trained on the shared pool that this fit fine-tunes."""
+    from synthaug.generators import fit, load_generator
 
     real = cell.fit(train)
     rest = cell.rest(train) if pool == "unlabelled_rest" else None
@@ -90,15 +98,53 @@ def fit_on_cell(
         rest = None
     unlabelled = [] if rest is None else rest.ids.tolist()
     record = {"fraction": cell.fraction, "seed": cell.seed, "ids": real.ids.tolist(), "unlabelled_ids": unlabelled}
+    begin = None
+    if start is not None:
+        begin = load_generator(start / GENERATOR)
+        record["started_from"] = {"dir": str(start), "checkpoint": begin.checkpoint_hash}
     write_json(out / TRAINED_ON, record)
-    return fit(real, gcfg, out, seed=cell.seed, resume=resume, unlabelled=rest), real
+    return fit(real, gcfg, out, seed=cell.seed, resume=resume, unlabelled=rest, start=begin), real
+
+
+def shared_pool(cfg: SynthaugConfig, train: ImageSet) -> np.ndarray:
+    """Indices of the training split that no cell of the study validates on (sorted): what a generator
+    with ``pool_steps`` pretrains on once, without labels, before each cell fine-tunes it."""
+    keep = np.ones(len(train), dtype=bool)
+    for seed in cfg.study.seeds:
+        for fraction in cfg.study.real_fractions:
+            keep[study_cell(cfg, train, fraction, seed).val_idx] = False
+    return np.flatnonzero(keep)
+
+
+def pool_dir(cfg: SynthaugConfig, run: RunDir, train: ImageSet, gcfg: GeneratorConfig) -> Path | None:
+    """``RUN/generators/NAME/pool_HASH/`` of a generator that pretrains on the shared pool, else None.
+    The hash is of the pool's ids, so a folder names exactly the images it was trained on."""
+    if not gcfg.pool_steps or cfg.study.generator_pool != "unlabelled_rest":
+        return None
+    ids = train.ids[shared_pool(cfg, train)]
+    digest = hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()[:10]
+    return run.generators / gcfg.name / f"pool_{digest}"
+
+
+def _pool_task(cfg: SynthaugConfig, run: RunDir, gcfg: GeneratorConfig) -> str:
+    from synthaug.generators import fit
+
+    train = prepared(cfg.data, seed=cfg.study.seeds[0]).train
+    out = pool_dir(cfg, run, train, gcfg)
+    assert out is not None
+    pool = train.subset(shared_pool(cfg, train))
+    none = train.subset(np.zeros(0, dtype=np.int64))  # no labelled image: every one is the null class
+    write_json(out / TRAINED_ON, {"pool": True, "ids": [], "unlabelled_ids": pool.ids.tolist()})
+    fit(none, gcfg.model_copy(update={"steps": gcfg.pool_steps}), out, seed=cfg.study.seeds[0], resume=True,
+        unlabelled=pool)  # fmt: skip
+    return str(out)
 
 
 def _fit_task(cfg: SynthaugConfig, run: RunDir, gcfg: GeneratorConfig, fraction: float, seed: int) -> str:
     train = prepared(cfg.data, seed=cfg.study.seeds[0]).train
     cell = study_cell(cfg, train, fraction, seed, run)
     out = cell.generator_dir(gcfg.name)
-    fit_on_cell(train, gcfg, cell, out, pool=cfg.study.generator_pool)
+    fit_on_cell(train, gcfg, cell, out, pool=cfg.study.generator_pool, start=pool_dir(cfg, run, train, gcfg))
     return str(out)
 
 
@@ -109,6 +155,13 @@ def run_generators(cfg: SynthaugConfig, run: RunDir) -> int:
         (g, f, s) for g, f, s in needed_generators(cfg, train)
         if not (run.generator_dir(g.name, f, s) / GENERATOR).exists()
     ]  # fmt: skip
+    pools = {g.name: (g, d) for g, _, _ in todo if (d := pool_dir(cfg, run, train, g)) and not (d / GENERATOR).exists()}
+    if pools:  # trained once, before the cells that fine-tune them
+        log.info("generators: %d to pretrain on the shared unlabelled pool (%d images): %s", len(pools),
+                 len(shared_pool(cfg, train)), ", ".join(pools))  # fmt: skip
+        tasks = [Task(f"{name} pool", functools.partial(_pool_task, cfg, run, g)) for name, (g, _) in pools.items()]
+        for _, out in run_tasks(cfg.study, run, "generator", tasks):
+            log.info("pool generator done: %s", out)
     if not todo:
         log.info("generators: all trained")
         return 0
