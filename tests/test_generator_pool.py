@@ -96,6 +96,7 @@ def test_pool_pretraining_runs_once_never_sees_validation_and_each_cell_fine_tun
             out = run.generator_dir("ldm", fraction, seed)
             rec = read_json(out / "trained_on.json")
             assert rec["started_from"]["checkpoint"] == pooled.checkpoint_hash
+            assert rec["unlabelled_ids"] == []  # the pool was learned once; the cell fine-tunes on its labels
             assert not set(rec["ids"]) & (set(splits["cells"][str(seed)][f"{fraction:g}"]["val"]) | set(splits["test"]))
             assert not (out / "autoencoder" / "train_state.pt").exists()  # phase 1 is the pool's
             gen: Any = load_generator(out / "generator.pt")

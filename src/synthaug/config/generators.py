@@ -44,7 +44,7 @@ class GeneratorConfig(StrictModel):
         ge=0,
         description="with study.generator_pool unlabelled_rest: first train once per study on the shared unlabelled "
         "pool (every training image no cell validates on) for this many steps, then fine-tune per cell for `steps` "
-        "(0: every cell trains from scratch); families with pool_pretrain",
+        "on its labelled images (0: every cell trains from scratch); families with pool_pretrain",
     )
 
     # What each family declares (class attributes, not config keys).

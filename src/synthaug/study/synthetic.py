@@ -87,7 +87,8 @@ def fit_on_cell(
     """Train ``gcfg`` on the real fit subset of ``cell``, and with ``pool="unlabelled_rest"`` on the rest
     of the training split without labels (never the cell's validation images, never the test split)
     where the family can learn from unlabelled images; record the ids it saw, with and without labels.
-    ``start``: the folder of a generator trained on the shared pool that this fit fine-tunes."""
+    ``start``: the folder of a generator pretrained on the shared pool without labels; this fit
+    fine-tunes it on the cell's labelled images alone (label dropout keeps its null class trained)."""
     from synthaug.generators import fit, load_generator
 
     real = cell.fit(train)
@@ -95,6 +96,8 @@ def fit_on_cell(
     if rest is not None and not (gcfg.unlabelled and gcfg.mode == "conditional"):
         log.info("generator %s (%s, %s) has no null class: trained on the labelled images only",
                  gcfg.name, gcfg.family, gcfg.mode)  # fmt: skip
+        rest = None
+    if start is not None:  # the unlabelled images were learned in the pool's pretraining: fine-tune on the labels
         rest = None
     unlabelled = [] if rest is None else rest.ids.tolist()
     record = {"fraction": cell.fraction, "seed": cell.seed, "ids": real.ids.tolist(), "unlabelled_ids": unlabelled}
