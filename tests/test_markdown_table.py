@@ -31,6 +31,7 @@ def _write_run(root: Path, with_paired: bool = True) -> None:
     df = pd.DataFrame(rows)
     stats = root / "statistics"
     stats.mkdir(parents=True)
+    df.to_parquet(root / "results.parquet")
     summary = pd.concat([summarize_cells(df, m) for m in ["test_accuracy", "test_macro_f1"]], ignore_index=True)
     summary.to_csv(stats / "summary.csv", index=False)
     if with_paired:
@@ -102,3 +103,17 @@ def test_cross_entropy_table_from_a_real_study(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "test cross-entropy (lower is better), median [95% CI]" in result.output
     assert "paired Δ cross-entropy (lower is better) vs none" in result.output
+
+
+def test_against_another_policy_adds_its_paired_column(tmp_path: Path) -> None:
+    _write_run(tmp_path / "run")
+    result = CliRunner().invoke(app, ["table", str(tmp_path / "run"), "--against", "classical 20%"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].endswith("| Δ accuracy vs classical 20%, mean [95% CI], p (wins) |")
+    aa = next(line for line in lines if line.startswith("| autoaugment"))
+    # autoaugment − classical: −0.13, −0.13, −0.09 -> mean −0.117, no wins
+    assert aa.endswith("p=0.25 (0/3) |") and "\u22120.117 [" in aa
+    assert next(line for line in lines if line.startswith("| classical 20%")).endswith("| – |")
+    bad = CliRunner().invoke(app, ["table", str(tmp_path / "run"), "--against", "classical 70%"])
+    assert bad.exit_code == 2 and "no such policy" in bad.output

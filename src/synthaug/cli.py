@@ -194,12 +194,16 @@ def table(
         list[str] | None, typer.Option(help="metric column(s) to show (default: test_accuracy, test_macro_f1)")
     ] = None,
     paired_metric: Annotated[str, typer.Option(help="metric of the paired comparison columns")] = "test_accuracy",
+    against: Annotated[
+        list[str] | None,
+        typer.Option(help="also the paired difference against this policy (repeatable), e.g. 'classical 50%'"),
+    ] = None,
 ) -> None:
     """Print the run's results as a Markdown table: medians, 95% CIs, paired differences vs baseline."""
     from synthaug.report.markdown import markdown_table
 
     try:
-        text = markdown_table(run_dir, metric, paired_metric)
+        text = markdown_table(run_dir, metric, paired_metric, against)
     except (FileNotFoundError, ValueError) as exc:
         _fail(exc)
     typer.echo(text, nl=False)

@@ -38,13 +38,41 @@ def _read(path: Path, what: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _against(run: RunDir, policies: list[str], metric: str, known: set[str]) -> dict[str, pd.DataFrame]:
+    """Paired differences of ``metric`` against each of ``policies`` (recorded or display names),
+    from the run's per-cell results, indexed by (model, real_fraction, policy)."""
+    from synthaug.metrics.stats import paired_comparison
+
+    results = pd.read_parquet(_exists(run.results, "the per-cell results"))
+    by_name = {policy_name(p): p for p in known} | {p: p for p in known}
+    out = {}
+    for name in policies:
+        if name not in by_name:
+            raise ValueError(
+                f"--against {name!r}: no such policy in {run.results}; it has {sorted(map(policy_name, known))}"
+            )
+        raw = by_name[name]
+        paired = paired_comparison(results, metric, baseline=raw)
+        out[policy_name(raw)] = paired.set_index(["model", "real_fraction", "policy"])
+    return out
+
+
+def _exists(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {what}; run `synthaug run` on this run directory first")
+    return path
+
+
 def markdown_table(
     run_root: Path,
     metrics: list[str] | None = None,
     paired_metric: str = "test_accuracy",
+    against: list[str] | None = None,
 ) -> str:
     """One row per (model, real fraction, policy): median [95% CI] per metric, then the paired
-    difference of ``paired_metric`` against the study's baseline, its wins and the Wilcoxon p."""
+    difference of ``paired_metric`` against the study's baseline, its wins and the Wilcoxon p;
+    ``against``: one more column per named policy, the paired difference against it (mean [95% CI],
+    Wilcoxon p, wins / pairs)."""
     run = RunDir(Path(run_root))
     metrics = metrics or ["test_accuracy", "test_macro_f1"]
     summary = _read(run.summary, "the per-cell summary")
@@ -75,6 +103,9 @@ def markdown_table(
     if paired is not None:
         name = METRIC_NAMES.get(paired_metric, paired_metric).removeprefix("test ")
         header += [f"paired Δ {name} vs {baseline}, mean [95% CI]", "wins", "Wilcoxon p"]
+    extra = _against(run, against, paired_metric, set(summary["policy"])) if against else {}
+    name = METRIC_NAMES.get(paired_metric, paired_metric).removeprefix("test ")
+    header += [f"Δ {name} vs {other}, mean [95% CI], p (wins)" for other in extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     indexed = summary.set_index([*keys, "metric"])
     for _, row in first.iterrows():
@@ -94,5 +125,13 @@ def markdown_table(
                 ]
             else:
                 cells += ["–", "–", "–"]
+        for table in extra.values():
+            if key not in table.index:
+                cells.append("–")
+                continue
+            p = table.loc[key]
+            pv = "–" if pd.isna(p["wilcoxon_p"]) else f"{p['wilcoxon_p']:.2g}"
+            cells.append(f"{_signed(p['mean_diff'])} [{_signed(p['ci_low'])}, {_signed(p['ci_high'])}] "
+                         f"p={pv} ({int(p['wins'])}/{int(p['n_pairs'])})")  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

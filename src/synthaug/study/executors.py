@@ -95,6 +95,8 @@ def execute(fn: Callable[[], T], threads: int | None) -> tuple[T, dict[str, Any]
     started = time.time()
     value = fn()
     info = {"node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "started": round(started, 3)}
+    if threads is not None:
+        info["threads"] = threads
     return value, info | {"seconds": round(time.time() - started, 3)}
 
 
