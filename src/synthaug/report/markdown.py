@@ -30,12 +30,7 @@ def _signed(x: float) -> str:
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: {what}; run `synthaug run` on this run directory first "
-            "(its statistics stage writes it)"
-        )
-    return pd.read_csv(path)
+    return pd.read_csv(_exists(path, what))
 
 
 def _against(run: RunDir, policies: list[str], metric: str, known: set[str]) -> dict[str, pd.DataFrame]:
@@ -59,7 +54,10 @@ def _against(run: RunDir, policies: list[str], metric: str, known: set[str]) -> 
 
 def _exists(path: Path, what: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {what}; run `synthaug run` on this run directory first")
+        raise FileNotFoundError(
+            f"{path} is missing: {what}; run `synthaug run` on this run directory first "
+            "(its statistics stage writes it)"
+        )
     return path
 
 

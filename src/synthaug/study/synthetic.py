@@ -92,12 +92,11 @@ def fit_on_cell(
     from synthaug.generators import fit, load_generator
 
     real = cell.fit(train)
-    rest = cell.rest(train) if pool == "unlabelled_rest" else None
+    # With a start, the unlabelled images were learned in the pool's pretraining: fine-tune on the labels.
+    rest = cell.rest(train) if pool == "unlabelled_rest" and start is None else None
     if rest is not None and not (gcfg.unlabelled and gcfg.mode == "conditional"):
         log.info("generator %s (%s, %s) has no null class: trained on the labelled images only",
                  gcfg.name, gcfg.family, gcfg.mode)  # fmt: skip
-        rest = None
-    if start is not None:  # the unlabelled images were learned in the pool's pretraining: fine-tune on the labels
         rest = None
     unlabelled = [] if rest is None else rest.ids.tolist()
     record = {"fraction": cell.fraction, "seed": cell.seed, "ids": real.ids.tolist(), "unlabelled_ids": unlabelled}
