@@ -141,3 +141,25 @@ def test_a_non_finite_loss_stops_and_keeps_finished_phases(
         monkeypatch.undo()
         fit(tiny_data(), _cfg(), tmp_path, seed=0, resume=True)
         assert ckpt.stat().st_mtime_ns == stamp
+
+
+def test_cpu_bf16_autocasts_and_stays_deterministic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained: tuple[LDMGenerator, Path]
+) -> None:
+    reference, _ = trained
+    dtypes: set[torch.dtype] = set()
+    forward = torch.nn.Conv2d.forward
+
+    def spy(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        out = forward(self, x)
+        dtypes.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    a = fit(tiny_data(), _cfg(ldm={"cpu_bf16": True}), tmp_path / "a", seed=0)
+    assert torch.bfloat16 in dtypes  # the autocast reached the convolutions
+    monkeypatch.undo()
+    b = fit(tiny_data(), _cfg(ldm={"cpu_bf16": True}), tmp_path / "b", seed=0)
+    x = a.sample(1, 3, rng=5)
+    np.testing.assert_array_equal(x, b.sample(1, 3, rng=5))  # same seed, same bf16 generator
+    assert np.isfinite(x).all() and not np.array_equal(x, reference.sample(1, 3, rng=5))  # fp32 differs

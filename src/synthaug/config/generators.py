@@ -215,6 +215,9 @@ class DDPMOptions(StrictModel):
     weight_decay: float = Field(1e-2, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     mixed_precision: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+    cpu_bf16: bool = Field(
+        False, description="bf16 autocast on CPU too (cores with AVX512-BF16 / AMX): faster, see docs/BENCHMARKS.md"
+    )
     sampler: SamplerName = "dpm++sde"
     sample_steps: int = Field(20, ge=1)
     guidance: float = Field(1.5, ge=0, description="classifier-free guidance scale (1 = none)")

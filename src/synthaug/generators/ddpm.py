@@ -1,6 +1,6 @@
 """Class-conditional DDPM: a diffusers ``UNet2DModel`` trained to predict the added noise,
 with classifier-free guidance (label dropout to a null class), EMA weights, AdamW with cosine
-warm-up, gradient clipping and bf16 autocast on CUDA. Sampling procedures are in samplers.py.
+warm-up, gradient clipping and bf16 autocast (CUDA; CPU with ``cpu_bf16``). Sampling procedures are in samplers.py.
 """
 
 from __future__ import annotations
@@ -51,8 +51,13 @@ def unet_for(d: DDPMOptions, sample_size: int, channels: int, num_classes: int |
     return cast(nn.Module, unet)
 
 
-def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if enabled and device.type == "cuda" else nullcontext()
+def autocast(device: torch.device, d: DDPMOptions) -> AbstractContextManager[Any]:
+    """bf16 autocast where the options ask for it: ``mixed_precision`` on CUDA, ``cpu_bf16`` on CPU."""
+    if device.type == "cuda" and d.mixed_precision:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and d.cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 class DDPMTrainer:
@@ -80,7 +85,7 @@ class DDPMTrainer:
         self.lr_sched = get_cosine_schedule_with_warmup(self.opt, warmup, steps)
         self.schedule: Any = train_scheduler(d.num_train_timesteps, d.beta_schedule)
         self.null, self.p_drop, self.clip = num_classes, d.cfg_dropout, d.grad_clip
-        self.amp = d.mixed_precision and device.type == "cuda"
+        self.options = d
         self.nets: dict[str, nn.Module] = {"unet": self.unet}
 
     def step(self, x: Tensor, y: Tensor | None, gen: torch.Generator) -> dict[str, float]:
@@ -92,7 +97,7 @@ class DDPMTrainer:
         if y is not None and self.null is not None:
             drop = torch.rand(b, generator=gen, device=dev) < self.p_drop
             y = torch.where(drop, torch.full_like(y, self.null), y)
-        with _autocast(dev, self.amp):
+        with autocast(dev, self.options):
             pred = self.unet(x_t, t, class_labels=y).sample
         loss = F.mse_loss(pred.float(), eps)
         self.opt.zero_grad(set_to_none=True)
@@ -159,10 +164,10 @@ class DDPMGenerator(Generator):
     def eps_fn(self, net: nn.Module, labels: Tensor | None, guidance: float | None) -> EpsFn:
         """Noise prediction with classifier-free guidance: eps_u + w (eps_c - eps_u) (Ho & Salimans eq. 6)."""
         null = len(self.class_names)
-        amp = self.diffusion.mixed_precision
+        d = self.diffusion
 
         def eps(x: Tensor, t: Tensor) -> Tensor:
-            with _autocast(x.device, amp):
+            with autocast(x.device, d):
                 if labels is None or guidance is None or guidance == 1.0:
                     return net(x, t, class_labels=labels).sample.float()
                 both = net(torch.cat([x, x]), t, class_labels=torch.cat([labels, torch.full_like(labels, null)]))

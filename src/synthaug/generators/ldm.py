@@ -39,7 +39,7 @@ from synthaug.generators.base import (
     usable_unlabelled,
     with_null_class,
 )
-from synthaug.generators.ddpm import DDPMGenerator, DDPMTrainer, unet_for
+from synthaug.generators.ddpm import DDPMGenerator, DDPMTrainer, autocast, unet_for
 from synthaug.generators.samplers import denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import train_loop
 from synthaug.io import write_json
@@ -87,15 +87,18 @@ class AutoencoderTrainer:
         self.ae = Autoencoder(d, image_size).to(device)
         self.opt = torch.optim.AdamW(self.ae.kl.parameters(), lr=d.ae_lr, weight_decay=0.0)
         self.kl_weight, self.l1 = d.kl_weight, d.reconstruction == "l1"
+        self.options = d
         self.nets: dict[str, nn.Module] = {AUTOENCODER: self.ae}
 
     def step(self, x: Tensor, y: Tensor | None, gen: torch.Generator) -> dict[str, float]:
         self.ae.train()
-        post = self.ae.kl.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen, device=x.device)  # reparameterised
-        rec = self.ae.kl.decode(z).sample  # (B, 1, S, S)
+        with autocast(x.device, self.options):
+            post = self.ae.kl.encode(x).latent_dist
+            mean, std = post.mean.float(), post.std.float()
+            z = mean + std * torch.randn(mean.shape, generator=gen, device=x.device)  # reparameterised
+            rec = self.ae.kl.decode(z).sample.float()  # (B, 1, S, S)
         recon = F.l1_loss(rec, x) if self.l1 else F.mse_loss(rec, x)
-        kl = post.kl().mean()  # summed over the latent, averaged over the batch
+        kl = post.kl().float().mean()  # summed over the latent, averaged over the batch
         loss = recon + self.kl_weight * kl
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,109 @@
+"""The generator families side by side: one row per synthetic bank of a run, per cell (real fraction,
+seed) — training and sampling cost from ``RUN/executor/tasks.jsonl`` (core-minutes = task seconds x
+torch threads) next to the quality stage's figures from ``RUN/quality.json`` (the cell's judge
+features): FID vs the real test images with the real-vs-real yardstick, FID vs the real training
+images, precision / recall vs test, within-class MS-SSIM against the real images', TSTR accuracy
+against TRTR, and the memorization flags.
+
+    python benchmarks/family_table.py runs/bt-families [--threads 1]
+
+``configs/brain-tumor-families.yaml`` gives every family the same training core-minutes on the same
+images; this prints the table docs/RESULTS.md shows for it (Markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def _cell(task: str) -> tuple[str, str]:
+    """'ldm f0.1_s0' / 'ldm f0.1 s0' -> ('ldm', 'f0.1_s0')."""
+    m = re.fullmatch(r"(.+?) (f[\d.]+)[ _](s\d+)", task)
+    return (m.group(1), f"{m.group(2)}_{m.group(3)}") if m else (task, "")
+
+
+def task_minutes(run: Path, kind: str, threads: int) -> dict[tuple[str, str], float]:
+    """Core-minutes per (generator or bank name, cell) of one kind of task."""
+    log = run / "executor" / "tasks.jsonl"
+    if not log.exists():
+        return {}
+    tasks = pd.read_json(log, lines=True)
+    if "threads" not in tasks:
+        tasks["threads"] = threads
+    tasks = tasks[tasks["kind"] == kind].drop_duplicates(subset=["task"], keep="last")
+    return {_cell(t): float(s * (n if n == n else threads) / 60)
+            for t, s, n in zip(tasks["task"], tasks["seconds"], tasks["threads"], strict=True)}  # fmt: skip
+
+
+def rows(run: Path, threads: int) -> list[dict[str, Any]]:
+    q = json.loads((run / "quality.json").read_text())
+    fit, draw = task_minutes(run, "generator", threads), task_minutes(run, "bank", threads)
+    out = []
+    for b in q["banks"]:
+        cell = q["cells"][b["cell"]]
+        yard = cell["real_train_vs_real_test"]["encoder"]["overall"]
+        enc = b["quality"]["encoder"]
+        test, train = enc["vs_test"]["overall"], enc["vs_train"]["overall"]
+        trtr = cell["judge"]["test"]["accuracy"]
+        tstr = ((b.get("tstr") or {}).get("test") or {}).get("accuracy")
+        out.append({
+            "cell": b["cell"], "bank": b["bank"], "n_train": cell["judge"]["n_train"],
+            "fit_core_min": fit.get((b["bank"], b["cell"])), "bank_core_min": draw.get((b["bank"], b["cell"])),
+            "n_images": b["n_images"], "fid_test": test["fid"], "fid_yardstick": yard["fid"],
+            "fid_train": train["fid"], "precision": test["precision"], "recall": test["recall"],
+            "ms_ssim": test["diversity_synthetic"], "ms_ssim_real": train["diversity_real"],
+            "tstr": tstr, "trtr": trtr, "flagged": b["memorization"]["flagged_share"],
+            "exact_copies": b["memorization"]["exact_copies"],
+        })  # fmt: skip
+    return out
+
+
+def _f(x: float | None, fmt: str = ".2f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    lines = []
+    for cell in sorted({r["cell"] for r in table}, key=lambda c: -float(c[1:].split("_")[0])):
+        group = [r for r in table if r["cell"] == cell]
+        first = group[0]
+        lines += [
+            f"Cell {cell}: {first['n_train']} real training images; TRTR accuracy {first['trtr']:.3f}; "
+            f"real-vs-real FID yardstick {first['fid_yardstick']:.1f}; real within-class MS-SSIM "
+            f"{first['ms_ssim_real']:.3f}.",
+            "",
+            "| bank | training core-min | bank core-min | FID vs test (× yardstick) | FID vs train | precision | "
+            "recall | MS-SSIM (× real) | TSTR accuracy (× TRTR) | memorization flags |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in group:
+            tstr = "–" if r["tstr"] is None else f"{r['tstr']:.3f} ({r['tstr'] / r['trtr']:.2f}×)"
+            lines.append(
+                f"| {r['bank']} | {_f(r['fit_core_min'], '.1f')} | {_f(r['bank_core_min'], '.1f')} | "
+                f"{r['fid_test']:.1f} ({r['fid_test'] / r['fid_yardstick']:.2f}×) | {r['fid_train']:.1f} | "
+                f"{r['precision']:.2f} | {r['recall']:.2f} | "
+                f"{r['ms_ssim']:.3f} ({r['ms_ssim'] / r['ms_ssim_real']:.2f}×) | "
+                f"{tstr} | {100 * r['flagged']:.1f}%, {r['exact_copies']} exact |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of tasks logged without their count")
+    args = ap.parse_args()
+    if not (args.run / "quality.json").exists():
+        raise SystemExit(f"{args.run}: no quality.json yet; run the study's quality stage first")
+    print(markdown(rows(args.run, args.threads)))
+
+
+if __name__ == "__main__":
+    main()
