@@ -5,7 +5,7 @@ features): FID vs the real test images with the real-vs-real yardstick, FID vs t
 images, precision / recall vs test, within-class MS-SSIM against the real images', TSTR accuracy
 against TRTR, and the memorization flags.
 
-    python benchmarks/family_table.py runs/bt-families [--threads 1]
+    python benchmarks/family_table.py runs/bt-families [--threads 1] [--grid docs/img/families.png --cell f1_s0]
 
 ``configs/brain-tumor-families.yaml`` gives every family the same training core-minutes on the same
 images; this prints the table docs/RESULTS.md shows for it (Markdown).
@@ -95,11 +95,43 @@ def markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_grid(run: Path, cell: str, out: Path, per_class: int = 4) -> None:
+    """One PNG: a panel per bank of ``cell`` (rows = classes, the first ``per_class`` images of each), the
+    bank's name above it."""
+    from PIL import Image, ImageDraw
+
+    banks = sorted(p.parent for p in (run / "banks").glob(f"*/{cell}/manifest.parquet"))
+    if not banks:
+        raise SystemExit(f"{run}: no bank of cell {cell!r} (banks/NAME/{cell}/manifest.parquet)")
+    panels = []
+    for bank in banks:
+        m = pd.read_parquet(bank / "manifest.parquet")
+        rows = [[Image.open(bank / p).convert("L") for p in g["path"][:per_class]] for _, g in m.groupby("class_id")]
+        side = rows[0][0].width
+        panel = Image.new("L", (per_class * (side + 2), 14 + len(rows) * (side + 2)), 255)
+        ImageDraw.Draw(panel).text((2, 1), bank.parent.name, fill=0)
+        for r, images in enumerate(rows):
+            for c, im in enumerate(images):
+                panel.paste(im, (c * (side + 2), 14 + r * (side + 2)))
+        panels.append(panel)
+    grid = Image.new("L", (sum(p.width + 8 for p in panels), max(p.height for p in panels)), 255)
+    x = 0
+    for p in panels:
+        grid.paste(p, (x, 0))
+        x += p.width + 8
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of tasks logged without their count")
+    ap.add_argument("--grid", type=Path, help="also write a PNG of each bank's first images per class (rows)")
+    ap.add_argument("--cell", default="f1_s0", help="the cell whose banks --grid draws")
     args = ap.parse_args()
+    if args.grid:
+        write_grid(args.run, args.cell, args.grid)
     if not (args.run / "quality.json").exists():
         raise SystemExit(f"{args.run}: no quality.json yet; run the study's quality stage first")
     print(markdown(rows(args.run, args.threads)))
