@@ -43,12 +43,10 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), {s} px")
     print("| family / phase | batch | s per step | images/s |\n|---|---|---|---|")
 
-    def row(name: str, trainer: Any, batch: int) -> None:
+    def row(name: str, trainer: Any, batch: int, shape: tuple[int, int, int] = (1, s, s)) -> None:
         g = torch.Generator().manual_seed(0)
-        x = torch.rand(batch, 1, s, s, generator=g) * 2 - 1
+        x = torch.rand(batch, *shape, generator=g) * 2 - 1  # images in [-1, 1] (latents: same scale)
         y = torch.randint(0, 4, (batch,), generator=g)
-        if name.startswith("ldm UNet"):
-            x = torch.randn(batch, *latent_shape, generator=g)
         sps = seconds_per_step(trainer, x, y, args.seconds)
         print(f"| {name} | {batch} | {sps:.3f} | {batch / sps:.1f} |", flush=True)
 
@@ -62,9 +60,9 @@ def main() -> None:
         tag = " (cpu_bf16)" if bf16 else ""
         b = int(cfg.batch_size or 32)
         ae = AutoencoderTrainer(cfg.ldm, s, dev)
-        latent_shape = (cfg.ldm.latent_channels, s // cfg.ldm.latent_factor, s // cfg.ldm.latent_factor)
+        side = s // cfg.ldm.latent_factor
         row(f"ldm autoencoder{tag}", ae, b)
-        row(f"ldm UNet{tag}", LDMGenerator.make_trainer(cfg, 4, dev), b)
+        row(f"ldm UNet{tag}", LDMGenerator.make_trainer(cfg, 4, dev), b, (cfg.ldm.latent_channels, side, side))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from study_stages import read_tasks  # benchmarks/study_stages.py, beside this script
+
 
 def _cell(task: str) -> tuple[str, str]:
     """'ldm f0.1_s0' / 'ldm f0.1 s0' -> ('ldm', 'f0.1_s0')."""
@@ -30,15 +32,9 @@ def _cell(task: str) -> tuple[str, str]:
 
 def task_minutes(run: Path, kind: str, threads: int) -> dict[tuple[str, str], float]:
     """Core-minutes per (generator or bank name, cell) of one kind of task."""
-    log = run / "executor" / "tasks.jsonl"
-    if not log.exists():
-        return {}
-    tasks = pd.read_json(log, lines=True)
-    if "threads" not in tasks:
-        tasks["threads"] = threads
-    tasks = tasks[tasks["kind"] == kind].drop_duplicates(subset=["task"], keep="last")
-    return {_cell(t): float(s * (n if n == n else threads) / 60)
-            for t, s, n in zip(tasks["task"], tasks["seconds"], tasks["threads"], strict=True)}  # fmt: skip
+    tasks = read_tasks(run, threads)
+    tasks = tasks[tasks["kind"] == kind]
+    return {_cell(t): float(m) for t, m in zip(tasks["task"], tasks["core_min"], strict=True)}
 
 
 def rows(run: Path, threads: int) -> list[dict[str, Any]]:
@@ -75,8 +71,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
         first = group[0]
         lines += [
             f"Cell {cell}: {first['n_train']} real training images; TRTR accuracy {first['trtr']:.3f}; "
-            f"real-vs-real FID yardstick {first['fid_yardstick']:.1f}; real within-class MS-SSIM "
-            f"{first['ms_ssim_real']:.3f}.",
+            f"real-vs-real FID yardstick {first['fid_yardstick']:.1f}; within-class MS-SSIM of the "
+            f"real training images {first['ms_ssim_real']:.3f}.",
             "",
             "| bank | training core-min | bank core-min | FID vs test (× yardstick) | FID vs train | precision | "
             "recall | MS-SSIM (× real) | TSTR accuracy (× TRTR) | memorization flags |",

@@ -17,17 +17,24 @@ from pathlib import Path
 import pandas as pd
 
 
-def stage_table(run: Path, threads: int) -> pd.DataFrame:
-    timings = json.loads((run / "timings.json").read_text())
-    stages = {k: v for k, v in timings.items() if not k.startswith("_")}
+def read_tasks(run: Path, threads: int) -> pd.DataFrame:
+    """``RUN/executor/tasks.jsonl``, one row per task (the last try of a task retried after an interruption),
+    with ``threads`` filled in (``threads`` for tasks logged before they recorded it) and ``core_min``."""
     log = run / "executor" / "tasks.jsonl"
     tasks = pd.read_json(log, lines=True) if log.exists() else pd.DataFrame(columns=["kind", "task", "seconds"])
     if "threads" not in tasks:
         tasks["threads"] = threads
     tasks["threads"] = tasks["threads"].fillna(threads)
+    tasks["core_min"] = tasks["seconds"] * tasks["threads"] / 60
+    return tasks.drop_duplicates(subset=["kind", "task"], keep="last")
+
+
+def stage_table(run: Path, threads: int) -> pd.DataFrame:
+    timings = json.loads((run / "timings.json").read_text())
+    stages = {k: v for k, v in timings.items() if not k.startswith("_")}
+    tasks = read_tasks(run, threads)
     tasks["what"] = tasks["kind"]
     tasks.loc[tasks["task"].str.endswith(" pool"), "what"] = "generator (pool, once)"
-    tasks = tasks.drop_duplicates(subset=["kind", "task"], keep="last")  # a task retried after an interruption
     kind_of_stage = {"generators": "generator", "banks": "bank", "quality": "quality", "classifiers": "classifier",
                      "explain": "explain"}  # fmt: skip
     rows = []
@@ -36,7 +43,7 @@ def stage_table(run: Path, threads: int) -> pd.DataFrame:
         kind = kind_of_stage.get(stage)
         for what, group in tasks[tasks["kind"] == kind].groupby("what") if kind else []:
             rows.append(row | {"tasks": what, "n": len(group), "median_task_min": group["seconds"].median() / 60,
-                               "core_min": float((group["seconds"] * group["threads"]).sum() / 60)})  # fmt: skip
+                               "core_min": float(group["core_min"].sum())})  # fmt: skip
             row = {"stage": "", "wall_min": float("nan")}
         if row.get("stage"):
             rows.append(row | {"tasks": "", "n": 0, "median_task_min": float("nan"), "core_min": float("nan")})
