@@ -189,3 +189,36 @@ def test_pretrained_weights_without_internet_say_how_to_use_a_local_file(monkeyp
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match=r"could not download the ImageNet ResNet-18 weights.*weights_path"):
         create_model("resnet18", 3, SIZE, mode="frozen")
+
+
+def test_cpu_bf16_autocasts_training_only_and_stays_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, val = separable_set(32), separable_set(8, seed=1)
+    seen: list[tuple[bool, torch.dtype]] = []  # (training?, conv output dtype)
+    forward = nn.Conv2d.forward
+
+    def spy(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        out = forward(self, x)
+        seen.append((self.training, out.dtype))
+        return out
+
+    monkeypatch.setattr(nn.Conv2d, "forward", spy)
+
+    def run(name: str, **options: Any) -> list[float]:
+        torch.manual_seed(0)
+        model = create_model("cnn", 2, SIZE)
+        cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, **options)
+        res = fit(model, _fit_data(train, val), cfg, tmp_path / name, 3, torch.device("cpu"), {})
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+        return res.history["train_loss"].tolist()
+
+    bf16 = run("a", cpu_bf16=True)
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16}  # every training conv in bf16
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}  # evaluation in fp32
+    seen.clear()
+    assert run("b", cpu_bf16=True) == bf16  # same seed, same bf16 run
+    seen.clear()
+    fp32 = run("c")
+    assert {dtype for _, dtype in seen} == {torch.float32}  # off by default
+    assert fp32 != bf16 and np.allclose(fp32, bf16, rtol=0.05, atol=1e-3)  # different arithmetic, same training

@@ -78,12 +78,15 @@ def train_one_epoch(
     aug_gen: torch.Generator | None = None,
     channels_last: bool = False,
     weights: torch.Tensor | None = None,
+    cpu_bf16: bool = False,
 ) -> EpochStats:
     """One pass over uint8 images (N, 1, H, W) in an order drawn from ``shuffle_gen``.
 
     ``transform`` (online augmentation) sees each uint8 batch before scaling to [-1, 1]; its
     randomness comes from ``aug_gen``. The last partial batch is kept (small datasets).
     ``weights`` (N,): per-image loss weights (see :func:`weighted_loss`); None is the plain mean.
+    ``cpu_bf16``: the forward pass and loss under bf16 autocast when ``device`` is the CPU (weights,
+    gradients and the optimiser stay fp32).
     """
     model.train()
     start = time.perf_counter()
@@ -99,8 +102,9 @@ def train_one_epoch(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[idx].to(device, non_blocking=True)
-        logits = model(x)  # (B, C)
-        loss = loss_fn(logits, y) if weights is None else weighted_loss(loss_fn, logits, y, weights[idx].to(device))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and device.type == "cpu"):
+            logits = model(x)  # (B, C)
+            loss = loss_fn(logits, y) if weights is None else weighted_loss(loss_fn, logits, y, weights[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -219,7 +223,7 @@ def _run_phase(
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
         ep = train_one_epoch(model, opt, train_loss, phase.x, phase.y, cfg.batch_size, device, gens[0], transform,
-                             gens[1], cfg.channels_last, phase.weights)  # fmt: skip
+                             gens[1], cfg.channels_last, phase.weights, cfg.cpu_bf16)  # fmt: skip
         v_loss, v_acc, _ = evaluate(
             model, data.val_x, data.val_y, val_loss_fn, cfg.eval_batch_size, device, cfg.channels_last
         )

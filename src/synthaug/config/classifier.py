@@ -85,6 +85,9 @@ class TrainConfig(StrictModel):
     min_delta: float = Field(0.0, ge=0, description="val-loss decrease that counts as an improvement")
     class_weights: bool = Field(False, description="weight cross-entropy by inverse class frequency")
     channels_last: bool = Field(True, description="channels_last memory format; faster on CPU (docs/BENCHMARKS.md)")
+    cpu_bf16: bool = Field(
+        False, description="bf16 autocast for the training forward pass on CPU (evaluation stays fp32); see BENCHMARKS"
+    )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the cell; None keeps torch's default. Use 1 on a busy CPU"
     )

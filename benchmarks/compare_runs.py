@@ -1,0 +1,64 @@
+"""Two runs of the same cells, paired: did a training setting change the classifiers' metrics?
+
+Pairs the rows of ``A/results.parquet`` and ``B/results.parquet`` on (model, policy, real fraction,
+seed) — same data, splits and seeds, one setting different (e.g. ``train.cpu_bf16``) — and prints,
+per (model, policy, fraction), the median of each metric in A and in B, the mean paired difference
+B − A with its paired-bootstrap 95% CI and Wilcoxon p, and the median ratio of training images/s
+(B / A; only comparable when both runs had the machine to themselves).
+
+    python benchmarks/compare_runs.py runs/bt10-pool runs/bt10-bf16 --metric test_macro_f1 --metric test_accuracy
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthaug.metrics.stats import bootstrap_ci, wilcoxon_p
+
+KEYS = ["model", "policy", "real_fraction", "seed"]
+
+
+def paired(a: Path, b: Path) -> pd.DataFrame:
+    """Rows present in both runs, joined on KEYS (columns suffixed _a / _b)."""
+    left, right = (pd.read_parquet(run / "results.parquet") for run in (a, b))
+    both = left.merge(right, on=KEYS, suffixes=("_a", "_b"))
+    if both.empty:
+        raise SystemExit(f"no cell of {a} matches one of {b} on {KEYS}")
+    return both
+
+
+def table(both: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    out = []
+    for (model, policy, fraction), g in both.groupby(KEYS[:3], sort=False):
+        row: dict[str, object] = {"model": model, "policy": policy, "fraction": fraction, "pairs": len(g)}
+        for m in metrics:
+            d = (g[f"{m}_b"] - g[f"{m}_a"]).to_numpy()
+            low, high = bootstrap_ci(d, statistic="mean")
+            row[f"{m} A"] = f"{np.median(g[f'{m}_a']):.3f}"
+            row[f"{m} B"] = f"{np.median(g[f'{m}_b']):.3f}"
+            row[f"Δ {m} (B − A)"] = f"{d.mean():+.3f} [{low:+.3f}, {high:+.3f}] p={wilcoxon_p(d):.2g}"
+        speed = (g["train_images_per_s_b"] / g["train_images_per_s_a"]).median()
+        row["train img/s B / A"] = f"{speed:.2f}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path, help="reference run directory")
+    parser.add_argument("b", type=Path, help="run directory with the one setting changed")
+    parser.add_argument("--metric", action="append", help="results column (repeatable); default test_macro_f1")
+    args = parser.parse_args()
+    df = table(paired(args.a, args.b), args.metric or ["test_macro_f1"])
+    print("| " + " | ".join(df.columns) + " |")
+    print("|" + "---|" * len(df.columns))
+    for _, r in df.iterrows():
+        print("| " + " | ".join(str(v) for v in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
