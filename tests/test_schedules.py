@@ -1,4 +1,5 @@
-"""How synthetic images are used: ``schedule=mix | pretrain | weighted`` on the synthetic policies."""
+"""How added images are used: ``schedule=mix | pretrain | weighted`` on the synthetic policies and on
+classical expansion (its pretrain schedule is the control for synthetic pretraining)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,24 @@ def test_the_plan_says_which_images_train_in_which_phase(run: RunDir) -> None:
     assert plan.weights is not None and sorted(set(plan.weights.tolist())) == [0.25, 1.0] and plan.pretrain is None
     _, plan = training_plan(real, [build_policy(parse_policy("synthetic:gen=vae,y=1"))], 0, cell)
     assert plan.weights is None and plan.pretrain is None  # mix: nothing for the loop to do
+
+
+def test_classical_copies_can_pretrain_too_the_control_for_synthetic_pretraining(run: RunDir, tmp_path: Path) -> None:
+    cell, pool, _ = _cell(run)
+    real = cell.fit(pool)  # type: ignore[arg-type]
+    data, plan = training_plan(real, [build_policy(parse_policy("classical:p=2,schedule=pretrain"))], 0, cell)
+    assert len(data) == 3 * len(real) and plan.pretrain is not None and plan.finetune is not None
+    copies = np.arange(len(data)) >= len(real)  # the expansion appends its copies after the real images
+    assert (plan.pretrain == copies).all() and (plan.finetune == ~copies).all()
+    row = _row(run, "classical:p=2,schedule=pretrain,pretrain_epochs=2", tmp_path / "cpre")
+    history = pd.read_csv(tmp_path / "cpre" / "history.csv")
+    assert history["phase"].tolist()[:2] == [1, 1] and set(history["phase"].iloc[2:]) == {2}
+    assert row["best_epoch"] > 2  # the kept weights are the fine-tuned ones
+    assert "copies of real images; pretrain on them alone for 2 epochs" in describe(
+        [parse_policy("classical:p=2,schedule=pretrain,pretrain_epochs=2")]
+    )
+    with pytest.raises(ValueError, match="needs schedule=weighted"):
+        build_policy(parse_policy("classical:p=0.5,w=0.5"))
 
 
 def test_schedule_parameters_are_checked_and_described() -> None:

@@ -1,7 +1,8 @@
 """How a cell's training images are used, as the classifier loop sees it: a loss weight per image
 and, for synthetic pretraining, which images train in the first phase and which in the second.
 
-The policies decide (``schedule=mix | pretrain | weighted`` on the synthetic policies); the loop
+The policies decide (``schedule=mix | pretrain | weighted`` on the synthetic policies and classical
+expansion); the loop
 knows nothing of where an image came from beyond these arrays.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthaug.augment.policies import Policy
-from synthaug.config.policies import FromBank
+from synthaug.config.policies import Scheduled
 from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 
@@ -47,19 +48,19 @@ def training_plan(
     """
     current = real
     weights, first_only = [np.ones(len(real))], [np.zeros(len(real), dtype=bool)]
-    pretrain: FromBank | None = None
+    pretrain: Scheduled | None = None
     for policy in policies:
         rng = np.random.default_rng([seed, zlib.crc32(policy.name.encode())])
         extra = policy.added(real, current, rng, cell)
         if extra is None or not len(extra):
             continue
         current = ImageSet.concat([current, extra])
-        schedule = policy.schedule if isinstance(policy, FromBank) else "mix"
-        w = policy.w if isinstance(policy, FromBank) and schedule == "weighted" else 1.0
+        schedule = policy.schedule if isinstance(policy, Scheduled) else "mix"
+        w = policy.w if isinstance(policy, Scheduled) and schedule == "weighted" else 1.0
         weights.append(np.full(len(extra), w))
         first_only.append(np.full(len(extra), schedule == "pretrain"))
         if schedule == "pretrain" and pretrain is None:
-            assert isinstance(policy, FromBank)
+            assert isinstance(policy, Scheduled)
             pretrain = policy
     w_all, synthetic_first = np.concatenate(weights), np.concatenate(first_only)
     if pretrain is None:

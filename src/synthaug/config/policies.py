@@ -145,6 +145,43 @@ def _problem(err: Any, policy: str) -> str:
 register_params(PolicyParams)
 
 
+Schedule = Literal["mix", "pretrain", "weighted"]
+PRETRAIN_KEYS = ("pretrain_epochs", "pretrain_with_real", "finetune_lr")
+
+
+class Scheduled(PolicyParams):
+    """How the classifier uses the images a policy adds (``schedule``): ``mix`` trains on real + added
+    together; ``pretrain`` trains on the added images (with the real ones when ``pretrain_with_real``)
+    for ``pretrain_epochs``, then fine-tunes on the real images alone at ``finetune_lr`` (default: a
+    tenth of ``train.lr``) with early stopping on the real validation split; ``weighted`` gives each
+    added image the loss weight ``w`` (1 = mix)."""
+
+    schedule: Schedule = Field("mix", description="mix, pretrain (then fine-tune on real) or weighted")
+    w: float = Field(1.0, gt=0, le=1, description="loss weight of each added image (schedule=weighted)")
+    pretrain_epochs: int = Field(10, ge=1, description="epochs on the added images first (schedule=pretrain)")
+    pretrain_with_real: bool = Field(False, description="the real images join the first phase (schedule=pretrain)")
+    finetune_lr: float | None = Field(None, gt=0, description="LR of the fine-tuning phase (default train.lr / 10)")
+
+    @model_validator(mode="after")
+    def _schedule_keys(self) -> Scheduled:
+        given = self.model_fields_set
+        if "w" in given and self.schedule != "weighted":
+            raise ValueError("w (a loss weight) needs schedule=weighted")
+        if stray := [k for k in PRETRAIN_KEYS if k in given and self.schedule != "pretrain"]:
+            raise ValueError(f"{', '.join(stray)} need schedule=pretrain")
+        return self
+
+    def how_used(self) -> str:
+        """The schedule in words (empty for mix)."""
+        if self.schedule == "weighted":
+            return f"; each with loss weight {self.w:g}"
+        if self.schedule == "pretrain":
+            lr = f"lr {self.finetune_lr:g}" if self.finetune_lr else "a tenth of the LR"
+            first = "them and the real images" if self.pretrain_with_real else "them alone"
+            return f"; pretrain on {first} for {self.pretrain_epochs} epochs, then fine-tune on the real images ({lr})"
+        return ""
+
+
 class Geometry(PolicyParams):
     """The classical transform's settings: flip probability, rotation range, smallest crop scale."""
 
@@ -154,14 +191,15 @@ class Geometry(PolicyParams):
 
 
 @register_params
-class Classical(Geometry):
-    """Add round(p·N) flipped / rotated / cropped copies of randomly chosen real training images."""
+class Classical(Geometry, Scheduled):
+    """Add round(p·N) flipped / rotated / cropped copies of randomly chosen real training images
+    (``schedule=pretrain``: the copies train first — the control for synthetic pretraining)."""
 
     name: ClassVar[str] = "classical"
     p: float = Field(0.2, ge=0, description="share of the real subset added as transformed copies")
 
     def describe(self) -> str:
-        return f"+{self.p:.0%} flipped / rotated / cropped copies of real images"
+        return f"+{self.p:.0%} flipped / rotated / cropped copies of real images{self.how_used()}"
 
 
 @register_params
@@ -207,50 +245,18 @@ class TrivialAugment(PolicyParams):
         return "online TrivialAugment (wide)"
 
 
-Schedule = Literal["mix", "pretrain", "weighted"]
-PRETRAIN_KEYS = ("pretrain_epochs", "pretrain_with_real", "finetune_lr")
-
-
-class FromBank(PolicyParams):
+class FromBank(Scheduled):
     """Images from a generator's bank of the cell: which generator, the quality filters, and how the
-    classifier uses them (``schedule``): ``mix`` trains on real + synthetic together; ``pretrain``
-    trains on the synthetic images (with the real ones when ``pretrain_with_real``) for
-    ``pretrain_epochs``, then fine-tunes on the real images alone at ``finetune_lr`` (default: a
-    tenth of ``train.lr``) with early stopping on the real validation split; ``weighted`` gives each
-    synthetic image the loss weight ``w`` (1 = mix)."""
+    classifier uses them (``schedule``, see :class:`Scheduled`)."""
 
     gen: str = Field(..., min_length=1, description="name of a study generator")
     min_confidence: float | None = Field(None, ge=0, le=1, description="keep images the judge assigns to their class")
     drop_memorized: bool = Field(False, description="drop images the memorization check flags")
-    schedule: Schedule = Field("mix", description="mix, pretrain (then fine-tune on real) or weighted")
-    w: float = Field(1.0, gt=0, le=1, description="loss weight of each synthetic image (schedule=weighted)")
-    pretrain_epochs: int = Field(10, ge=1, description="epochs on the synthetic images first (schedule=pretrain)")
-    pretrain_with_real: bool = Field(False, description="the real images join the first phase (schedule=pretrain)")
-    finetune_lr: float | None = Field(None, gt=0, description="LR of the fine-tuning phase (default train.lr / 10)")
     variation: ClassVar[bool] = False
-
-    @model_validator(mode="after")
-    def _schedule_keys(self) -> FromBank:
-        given = self.model_fields_set
-        if "w" in given and self.schedule != "weighted":
-            raise ValueError("w (a loss weight) needs schedule=weighted")
-        if stray := [k for k in PRETRAIN_KEYS if k in given and self.schedule != "pretrain"]:
-            raise ValueError(f"{', '.join(stray)} need schedule=pretrain")
-        return self
 
     @property
     def filtered(self) -> bool:
         return self.min_confidence is not None or self.drop_memorized
-
-    def how_used(self) -> str:
-        """The schedule in words (empty for mix)."""
-        if self.schedule == "weighted":
-            return f"; each with loss weight {self.w:g}"
-        if self.schedule == "pretrain":
-            lr = f"lr {self.finetune_lr:g}" if self.finetune_lr else "a tenth of the LR"
-            first = "them and the real images" if self.pretrain_with_real else "them alone"
-            return f"; pretrain on {first} for {self.pretrain_epochs} epochs, then fine-tune on the real images ({lr})"
-        return ""
 
     def amount(self) -> str:
         """How many images the policy adds, in words."""
