@@ -1,5 +1,7 @@
 import functools
 import os
+import signal
+import time
 
 import pytest
 
@@ -40,3 +42,30 @@ def test_tasks_failed_names_every_failed_task() -> None:
     exc = TasksFailed("classifier", [("cnn__none__f1__s0", "WorkerCrashedError: died")], 4)
     assert "1 of 4 classifier tasks failed" in str(exc) and "cnn__none__f1__s0 (WorkerCrashedError" in str(exc)
     assert "run the same command again" in str(exc)
+
+
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _fail() -> None:
+    raise ValueError("boom")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # what the CLI installs for SIGTERM
+
+
+def test_an_interrupted_pool_stops_its_workers_at_once() -> None:
+    """With the CLI's SIGTERM handler inherited, terminating a worker only ended its task and it took the
+    next one: a failed or interrupted stage waited a whole task per worker before it could stop."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        tasks = [Task("fail", _fail)] + [Task(f"sleep {i}", functools.partial(_sleep, 60)) for i in range(5)]
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="boom"):
+            list(LocalProcessExecutor(2).run(tasks))
+        assert time.monotonic() - started < 30  # not the 60 s of a queued task
+    finally:
+        signal.signal(signal.SIGTERM, previous)

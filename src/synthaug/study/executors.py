@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -124,6 +125,14 @@ class SerialExecutor:
             yield i, Outcome(value, info)
 
 
+def _worker_signals() -> None:
+    """A pool worker dies on SIGTERM and leaves Ctrl-C to the main process. The CLI's handler, inherited
+    through fork, would turn either signal into an exception that ends only the worker's current task:
+    the worker would then take the next queued one, and an interrupted study would wait for it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalProcessExecutor:
     """A process pool on this machine; ``workers`` processes share the CPU cores evenly."""
 
@@ -134,7 +143,7 @@ class LocalProcessExecutor:
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Outcome]]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        pool = ProcessPoolExecutor(self.workers)
+        pool = ProcessPoolExecutor(self.workers, initializer=_worker_signals)
         try:
             futures = {pool.submit(execute, t.fn, threads): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
