@@ -3,7 +3,8 @@
 Pairs the rows of ``A/results.parquet`` and ``B/results.parquet`` on (model, policy, real fraction,
 seed) — same data, splits and seeds, one setting different (e.g. ``train.cpu_bf16``) — and prints,
 per (model, policy, fraction), the median of each metric in A and in B, the mean paired difference
-B − A with its paired-bootstrap 95% CI and Wilcoxon p, and the median ratio of training images/s
+B − A with its paired-bootstrap 95% CI and Wilcoxon p, the mean absolute difference (how far single
+cells move), and the median ratio of training images/s
 (B / A; only comparable when both runs had the machine to themselves).
 
     python benchmarks/compare_runs.py runs/bt10-pool runs/bt10-bf16 --metric test_macro_f1 --metric test_accuracy
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study_stages import markdown  # benchmarks/study_stages.py, beside this script
 from synthaug.metrics.stats import bootstrap_ci, wilcoxon_p
 
 KEYS = ["model", "policy", "real_fraction", "seed"]
@@ -41,6 +43,7 @@ def table(both: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             row[f"{m} A"] = f"{np.median(g[f'{m}_a']):.3f}"
             row[f"{m} B"] = f"{np.median(g[f'{m}_b']):.3f}"
             row[f"Δ {m} (B − A)"] = f"{d.mean():+.3f} [{low:+.3f}, {high:+.3f}] p={wilcoxon_p(d):.2g}"
+            row[f"mean abs Δ {m}"] = f"{np.abs(d).mean():.3f}"
         speed = (g["train_images_per_s_b"] / g["train_images_per_s_a"]).median()
         row["train img/s B / A"] = f"{speed:.2f}"
         out.append(row)
@@ -54,10 +57,7 @@ def main() -> None:
     parser.add_argument("--metric", action="append", help="results column (repeatable); default test_macro_f1")
     args = parser.parse_args()
     df = table(paired(args.a, args.b), args.metric or ["test_macro_f1"])
-    print("| " + " | ".join(df.columns) + " |")
-    print("|" + "---|" * len(df.columns))
-    for _, r in df.iterrows():
-        print("| " + " | ".join(str(v) for v in r) + " |")
+    print(markdown(df))
 
 
 if __name__ == "__main__":

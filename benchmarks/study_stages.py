@@ -53,6 +53,12 @@ def stage_table(run: Path, threads: int) -> pd.DataFrame:
     return pd.concat([out, pd.DataFrame([total])], ignore_index=True)
 
 
+def markdown(table: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table, cells as they are (format them first)."""
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -66,9 +72,7 @@ def main() -> None:
         for col, f in fmt.items():
             table[col] = table[col].map(lambda v, f=f: "" if pd.isna(v) else f.format(v))
         if args.markdown:
-            print("| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns))
-            for _, r in table.iterrows():
-                print("| " + " | ".join(str(v) for v in r) + " |")
+            print(markdown(table))
         else:
             print(table.to_string(index=False))
 
