@@ -37,6 +37,7 @@ import yaml
 import synthaug
 from synthaug.config import ConfigError, SynthaugConfig, dump_config, load_config
 from synthaug.config.generators import upgrade_generator_dict
+from synthaug.config.growth import growth
 from synthaug.config.policies import PolicySpec, as_specs, policies_json, policies_label, policy_slug
 from synthaug.io import atomic_path, read_json, write_json, write_text
 
@@ -280,17 +281,20 @@ class RunDir:
         times[stage] = entry
         write_json(self.timings, times)
 
-    def check(self, cfg: SynthaugConfig) -> None:
-        """Refuse to mix two studies: a recorded config must match ``cfg`` but for execution settings."""
+    def check(self, cfg: SynthaugConfig) -> list[str]:
+        """Refuse to mix two studies (execution settings and growth aside: config/growth.py); return the growth."""
         if not self.config.exists():
-            return
-        differ = _differences(_results_part(self._recorded_normalised()), _results_part(dump_config(cfg)))
-        if differ:
+            return []
+        recorded, new = _results_part(self._recorded_normalised()), _results_part(dump_config(cfg))
+        added = growth(recorded, new)
+        if differ := _differences(recorded, new):
             shown = ", ".join(differ[:8]) + (f" and {len(differ) - 8} more" if len(differ) > 8 else "")
             raise ConfigError(
                 f"run directory '{self.root}' holds a study with a different configuration ({self.config}): "
-                f"{shown} differ. Use a new --out folder, or the same config to resume"
+                f"{shown} differ. Use a new --out folder, or the same config to resume it "
+                "(or that config with more study.models / study.policies to grow it)"
             )
+        return added
 
     def _recorded_normalised(self) -> str:
         """The recorded config, with every setting added since it was written at its default (a new

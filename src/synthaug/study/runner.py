@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthaug.config import SynthaugConfig
+from synthaug.config import SynthaugConfig, load_config
 from synthaug.config.policies import FromBank, policy_params
 from synthaug.data.prepare import PreparedData, prepared
 from synthaug.data.split_audit import split_audit
@@ -34,7 +34,7 @@ from synthaug.study.cluster import (
 from synthaug.study.explain import run_explain
 from synthaug.study.grid import run_classifier_grid
 from synthaug.study.quality import run_quality
-from synthaug.study.synthetic import run_banks, run_generators, study_cell
+from synthaug.study.synthetic import check_bank_growth, run_banks, run_generators, study_cell
 
 log = logging.getLogger(__name__)
 MIN_CELL_PER_CLASS = 3  # a cell's real subset with fewer images of a class gets a named warning
@@ -255,9 +255,13 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     # Tasks on other machines (or in other working directories) need absolute paths.
     run = RunDir(Path(out).resolve() if cluster else out)
     with RunLock(run.root) as lock:
-        run.check(cfg)
+        grown = run.check(cfg)
         ctx = StudyContext(for_tasks(cfg), run)
         ctx.data  # noqa: B018  (reads and checks the data: bad input fails here, before config.yaml is written)
+        if grown:  # more models or arms: only the new cells train; the CAMs are redone to cover their rows
+            check_bank_growth(load_config(run.config), cfg, ctx.data.train)
+            log.info("growing the study by %s; finished cells are kept", "; ".join(grown))
+            _clear(next(s for s in STAGES if s.name == "explain"), run)  # before config.yaml: a resume redoes it too
         run.record(cfg)
         if orphans := remove_orphans(run.root):
             log.info("removed %d temporary files left by an interrupted run", len(orphans))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from synthaug.augment import BankPolicy, BankRequest, build_policy
-from synthaug.config import GeneratorConfig, SynthaugConfig
+from synthaug.config import ConfigError, GeneratorConfig, SynthaugConfig
 from synthaug.data.cells import Cell
 from synthaug.data.imageset import ImageSet
 from synthaug.data.prepare import prepared
@@ -67,6 +67,23 @@ def bank_jobs(cfg: SynthaugConfig, train: ImageSet) -> list[BankJob]:
                 jobs[key] = BankJob(req.bank, req.generator, fraction, seed, tuple(int(c) for c in counts),
                                     req.variation)  # fmt: skip
     return list(jobs.values())
+
+
+def check_bank_growth(previous: SynthaugConfig, cfg: SynthaugConfig, train: ImageSet) -> None:
+    """Refuse a grown study (:mod:`synthaug.config.growth`) whose added arms ask a bank for more images.
+
+    Earlier cells trained on those banks and the quality stage scored them as drawn; a bigger
+    bank would leave both describing a bank that no longer exists. New banks are fine.
+    """
+    before = {(j.bank, j.fraction, j.seed): j.counts for j in bank_jobs(previous, train)}
+    for job in bank_jobs(cfg, train):
+        had = before.get((job.bank, job.fraction, job.seed))
+        if had is not None and had != job.counts:
+            raise ConfigError(
+                f"the added arms need bank '{job.bank}' of cell {cell_key(job.fraction, job.seed)} to hold "
+                f"{sum(job.counts)} images ({list(job.counts)} per class), but it holds {sum(had)} ({list(had)}): "
+                "grow a study only by arms its banks already serve (the same or a smaller y), or use a new --out folder"
+            )
 
 
 def needed_generators(cfg: SynthaugConfig, train: ImageSet) -> list[tuple[GeneratorConfig, float, int]]:
