@@ -13,9 +13,13 @@ from synthaug.metrics.stats import paired_comparison, summarize_cells
 from synthaug.report.markdown import markdown_table
 
 
-def _write_run(root: Path, with_paired: bool = True) -> None:
+def _write_run(root: Path, with_paired: bool = True, values: dict[str, list[float]] | None = None) -> None:
     rows = []
-    values = {"none": [0.80, 0.82, 0.81], "classical(p=0.2)": [0.83, 0.85, 0.80], "autoaugment": [0.70, 0.72, 0.71]}
+    values = values or {
+        "none": [0.80, 0.82, 0.81],
+        "classical(p=0.2)": [0.83, 0.85, 0.80],
+        "autoaugment": [0.70, 0.72, 0.71],
+    }
     for policy, accs in values.items():
         for seed, acc in enumerate(accs):
             rows.append(
@@ -55,6 +59,15 @@ def test_table_has_one_row_per_policy_baseline_first_and_the_paired_columns(tmp_
     assert "+0.017 [" in cl and "| 2 / 3 |" in cl
     # the macro-F1 column is the accuracy shifted by 0.1
     assert "0.710 [" in none
+
+
+def test_a_small_wilcoxon_p_is_not_printed_as_zero(tmp_path: Path) -> None:
+    # ten seeds, all below none: the two-sided Wilcoxon p is 2/1024 = 0.00195, which two decimals round to 0.00
+    _write_run(
+        tmp_path, values={"none": [0.80 + i / 100 for i in range(10)], "worse": [0.75 + i / 100 for i in range(10)]}
+    )
+    worse = markdown_table(tmp_path).strip().splitlines()[-1]
+    assert worse.startswith("| worse |") and "| 0 / 10 | 0.002 |" in worse
 
 
 def test_unknown_paired_metric_is_named(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def markdown_table(
                 cells += [
                     f"{_signed(p['mean_diff'])} [{_signed(p['ci_low'])}, {_signed(p['ci_high'])}]",
                     f"{int(p['wins'])} / {int(p['n_pairs'])}",
-                    "–" if pd.isna(p["wilcoxon_p"]) else f"{p['wilcoxon_p']:.2f}",
+                    "–" if pd.isna(p["wilcoxon_p"]) else f"{p['wilcoxon_p']:.2g}",
                 ]
             else:
                 cells += ["–", "–", "–"]

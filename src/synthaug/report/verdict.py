@@ -102,7 +102,7 @@ class Comparison:
     def text(self) -> str:
         return (
             f"Δ {num(self.mean, '+.3f')} [{num(self.low, '+.3f')}, {num(self.high, '+.3f')}], "
-            f"{self.wins}/{self.pairs} seeds better, Wilcoxon p {num(self.p, '.2f')}"
+            f"{self.wins}/{self.pairs} seeds better, Wilcoxon p {num(self.p, '.2g')}"
         )
 
 
