@@ -2,10 +2,10 @@
 
     python benchmarks/quality_medians.py runs/bt30-pool
 
-Per bank: precision / recall / FID against the real test images, FID against the cell's real training
-images, within-class MS-SSIM of the synthetic and the real images, the real-vs-real yardstick, the
-memorization share, the share of the bank a judge is >= 0.5 confident on, the judge's test accuracy
-(TRTR) and TSTR where the stage ran it.
+The per-bank figures of ``family_table.rows`` (FID / precision / recall against the real test images,
+FID against the cell's real training images, MS-SSIM, memorization, TRTR, TSTR where the stage ran it),
+plus the real-vs-real precision / recall yardstick and the share of the bank a judge is >= 0.5
+confident on.
 """
 
 from __future__ import annotations
@@ -15,35 +15,27 @@ import statistics
 import sys
 from pathlib import Path
 
+from family_table import rows as bank_rows  # the script's own folder is on sys.path
 
-def rows(run: Path) -> list[dict[str, float | None]]:
+
+def rows(run: Path) -> list[dict[str, float]]:
     q = json.loads((run / "quality.json").read_text())
     out = []
-    for b in q["banks"]:
-        enc, cell = b["quality"]["encoder"], q["cells"][b["cell"]]
-        yard = cell["real_train_vs_real_test"]["encoder"]["overall"]
+    for b, row in zip(q["banks"], bank_rows(run, threads=1), strict=True):
+        yard = q["cells"][b["cell"]]["real_train_vs_real_test"]["encoder"]["overall"]
         kept, everything = b["filtering"]["min_confidence"]["0.5"], b["filtering"]["all"]
-        out.append({
-            "precision_vs_test": enc["vs_test"]["overall"]["precision"],
-            "recall_vs_test": enc["vs_test"]["overall"]["recall"],
-            "fid_vs_test": enc["vs_test"]["overall"]["fid"],
-            "fid_vs_train": enc["vs_train"]["overall"]["fid"],
-            "ms_ssim_synthetic": enc["vs_train"]["overall"]["diversity_synthetic"],
-            "ms_ssim_real": enc["vs_train"]["overall"]["diversity_real"],
-            "yardstick_precision": yard["precision"],
-            "yardstick_recall": yard["recall"],
-            "memorization_flagged": b["memorization"]["flagged_share"],
+        numbers = {k: v for k, v in row.items() if isinstance(v, float)}
+        out.append(numbers | {
+            "yardstick_precision": yard["precision"], "yardstick_recall": yard["recall"],
             "confident_share_0.5": sum(kept.values()) / sum(everything.values()),
-            "trtr_accuracy": cell["judge"]["test"]["accuracy"],
-            "tstr_accuracy": b["tstr"]["test"]["accuracy"] if b.get("tstr") else None,
         })  # fmt: skip
     return out
 
 
 def main(run: Path) -> None:
     table = rows(run)
-    for key in table[0]:
-        values = [r[key] for r in table if r[key] is not None]
+    for key in dict.fromkeys(k for r in table for k in r):
+        values = [r[key] for r in table if key in r]
         mid, low, high = statistics.median(values), min(values), max(values)
         print(f"{key:22s} median {mid:.3f}  min {low:.3f}  max {high:.3f}  n={len(values)}")
 
