@@ -156,6 +156,26 @@ def test_force_reruns_the_stage_and_what_depends_on_it(tmp_path: Path, caplog: p
     assert len(pd.read_parquet(run.results)) == 2
 
 
+def test_a_forced_run_interrupted_before_its_stage_recomputes_it_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(None, TINY)
+    run = run_study(cfg, tmp_path / "run")
+    cell = next(run.classifiers.glob("*/metrics.json"))
+    stamp = cell.stat().st_mtime_ns
+
+    def interrupt(*args: object) -> None:  # the user presses Ctrl-C before the first stage starts
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("synthaug.study.runner.check_shared_filesystem", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(cfg, run.root, force={"classifiers"})
+    run_study(cfg, run.root)  # resumed without --force: the forced stage is still redone, not kept
+    assert cell.exists() and cell.stat().st_mtime_ns != stamp
+    assert len(pd.read_parquet(run.results)) == 2
+
+
 def test_checkpoints_of_identical_runs_are_byte_identical(tmp_path: Path) -> None:
     from synthaug.config import parse_generator
     from synthaug.generators import fit

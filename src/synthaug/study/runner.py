@@ -220,9 +220,7 @@ def _warn_oversubscription(cfg: SynthaugConfig) -> None:
 
 def _run_stage(stage: Stage, ctx: StudyContext, forced: list[str]) -> None:
     run = ctx.run
-    if stage.name in forced:
-        _clear(stage, run)
-    elif stage.artifact(run).exists() and not stage.always:
+    if stage.name not in forced and stage.artifact(run).exists() and not stage.always:
         log.info("stage %s: complete, skipped", stage.name)
         return
     log.info("stage %s: running", stage.name)
@@ -270,6 +268,11 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
             extra = sorted(set(forced) - (force or set()))
             also = f" and what depends on it: {', '.join(extra)}" if extra else ""
             log.info("forced: %s%s", ", ".join(sorted(force or set())), also)
+            # Cleared before any stage runs: a run interrupted before it reaches a forced stage, then
+            # resumed without --force, recomputes that stage instead of keeping its old artifacts.
+            for stage in STAGES:
+                if stage.name in forced:
+                    _clear(stage, run)
         try:
             check_shared_filesystem(cfg.study, run)
             for stage in STAGES:
