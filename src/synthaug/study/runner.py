@@ -218,9 +218,9 @@ def _warn_oversubscription(cfg: SynthaugConfig) -> None:
         )  # fmt: skip
 
 
-def _run_stage(stage: Stage, ctx: StudyContext, forced: list[str]) -> None:
+def _run_stage(stage: Stage, ctx: StudyContext) -> None:
     run = ctx.run
-    if stage.name not in forced and stage.artifact(run).exists() and not stage.always:
+    if stage.artifact(run).exists() and not stage.always:  # a forced stage's artifact was cleared at the start
         log.info("stage %s: complete, skipped", stage.name)
         return
     log.info("stage %s: running", stage.name)
@@ -276,7 +276,7 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
         try:
             check_shared_filesystem(cfg.study, run)
             for stage in STAGES:
-                _run_stage(stage, ctx, forced)
+                _run_stage(stage, ctx)
         finally:
             shutdown_backends()
     return run
