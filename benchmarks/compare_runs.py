@@ -5,7 +5,8 @@ seed) — same data, splits and seeds, one setting different (e.g. ``train.cpu_b
 per (model, policy, fraction), the median of each metric in A and in B, the mean paired difference
 B − A with its paired-bootstrap 95% CI and Wilcoxon p, the mean absolute difference (how far single
 cells move), and the median ratio of training images/s
-(B / A; only comparable when both runs had the machine to themselves).
+(B / A; only comparable when both runs had the machine to themselves). A or B may also be a CSV of
+cells kept with ``benchmarks/export_cells.py`` (``docs/cells/``), for runs whose directory is gone.
 
     python benchmarks/compare_runs.py runs/bt10-pool runs/bt10-bf16 --metric test_macro_f1 --metric test_accuracy
 """
@@ -24,9 +25,19 @@ from synthaug.metrics.stats import bootstrap_ci, wilcoxon_p
 KEYS = ["model", "policy", "real_fraction", "seed"]
 
 
+def cells(source: Path) -> pd.DataFrame:
+    """A run's cells: ``RUN/results.parquet``, or a CSV written by ``export_cells.py``."""
+    if source.suffix == ".csv":
+        return pd.read_csv(source)
+    results = source / "results.parquet"
+    if not results.is_file():
+        raise SystemExit(f"{results} not found: give a run directory whose classifier stage ran, or a cells CSV")
+    return pd.read_parquet(results)
+
+
 def paired(a: Path, b: Path) -> pd.DataFrame:
     """Rows present in both runs, joined on KEYS (columns suffixed _a / _b)."""
-    left, right = (pd.read_parquet(run / "results.parquet") for run in (a, b))
+    left, right = cells(a), cells(b)
     both = left.merge(right, on=KEYS, suffixes=("_a", "_b"))
     if both.empty:
         raise SystemExit(f"no cell of {a} matches one of {b} on {KEYS}")
@@ -52,8 +63,8 @@ def table(both: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="reference run directory")
-    parser.add_argument("b", type=Path, help="run directory with the one setting changed")
+    parser.add_argument("a", type=Path, help="reference run directory (or cells CSV)")
+    parser.add_argument("b", type=Path, help="run directory (or cells CSV) with the one setting changed")
     parser.add_argument("--metric", action="append", help="results column (repeatable); default test_macro_f1")
     args = parser.parse_args()
     df = table(paired(args.a, args.b), args.metric or ["test_macro_f1"])

@@ -1,0 +1,66 @@
+"""benchmarks/export_cells.py and compare_runs.py: a run's cells kept as CSV pair with a live run exactly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_runs
+import export_cells
+
+
+def _results(run: Path, shift: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "cell_id": f"cnn__{policy}__f0.1__s{seed}",
+            "model": "cnn",
+            "policy": policy,
+            "policy_spec": '[{"kind": "none"}]',
+            "real_fraction": 0.1,
+            "seed": seed,
+            "test_macro_f1": float(rng.uniform(0.6, 0.8)) + (shift if policy == "ldm" else 0.0),
+            "test_accuracy": float(rng.uniform(0.6, 0.8)),
+            "train_images_per_s": 300.0 + seed / 7,
+        }
+        for policy in ("none", "ldm")
+        for seed in range(5)
+    ]
+    run.mkdir(parents=True)
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(run / "results.parquet")
+    return frame
+
+
+def test_exported_cells_pair_with_their_run_to_the_last_digit(tmp_path: Path) -> None:
+    original = _results(tmp_path / "a", shift=0.0)
+    csv = tmp_path / "cells" / "a.csv"
+    export_cells.export(tmp_path / "a", csv)
+    reread = compare_runs.cells(csv).set_index("cell_id").loc[original.cell_id]
+    for column in ("test_macro_f1", "test_accuracy", "train_images_per_s", "real_fraction"):
+        assert (reread[column].to_numpy() == original[column].to_numpy()).all(), column
+    both = compare_runs.paired(csv, tmp_path / "a")
+    assert len(both) == 10 and (both.test_macro_f1_a == both.test_macro_f1_b).all()
+
+
+def test_a_changed_arm_shows_its_shift_against_the_kept_cells(tmp_path: Path) -> None:
+    _results(tmp_path / "a", shift=0.0)
+    _results(tmp_path / "b", shift=0.05)
+    csv = tmp_path / "a.csv"
+    export_cells.export(tmp_path / "a", csv)
+    rows = compare_runs.table(compare_runs.paired(csv, tmp_path / "b"), ["test_macro_f1"]).set_index("policy")
+    assert rows.loc["none", "Δ test_macro_f1 (B − A)"].startswith("+0.000")
+    assert rows.loc["ldm", "Δ test_macro_f1 (B − A)"].startswith("+0.050")
+
+
+def test_a_run_without_results_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"results\.parquet"):
+        export_cells.export(tmp_path / "empty", tmp_path / "x.csv")
+    with pytest.raises(SystemExit, match=r"results\.parquet"):
+        compare_runs.cells(tmp_path / "empty")
