@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from compare_runs import KEYS  # benchmarks/compare_runs.py, beside this script
+from compare_runs import cells as run_cells
+
 
 def export(run: Path, out: Path) -> pd.DataFrame:
     """Write RUN's cells to OUT (CSV, sorted by model / policy / fraction / seed) and return them."""
-    results = run / "results.parquet"
-    if not results.is_file():
-        raise SystemExit(f"{results} not found: run the study's classifier stage first")
-    cells = pd.read_parquet(results).sort_values(["model", "policy", "real_fraction", "seed"])
+    cells = run_cells(run).sort_values(KEYS)
     out.parent.mkdir(parents=True, exist_ok=True)
     cells.to_csv(out, index=False)  # full float precision: re-read cells equal the parquet ones
     return cells
