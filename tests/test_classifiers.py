@@ -11,6 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
+from synthaug import device
 from synthaug.classifiers import ClassifierConfig, ModelConfig, TrainConfig, available_models, create_model
 from synthaug.classifiers.evaluate import load_checkpoint, predict_proba
 from synthaug.classifiers.train import FitData, class_weights, fit, make_optimizer, make_scheduler
@@ -196,6 +197,7 @@ def test_cpu_bf16_autocasts_training_only_and_stays_reproducible(
 ) -> None:
     train, val = separable_set(32), separable_set(8, seed=1)
     seen: list[tuple[bool, torch.dtype]] = []  # (training?, conv output dtype)
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)  # the arithmetic, on any CPU (tiny nets)
     forward = nn.Conv2d.forward
 
     def spy(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

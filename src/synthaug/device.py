@@ -1,8 +1,12 @@
-"""Device choice: CUDA automatically when present, CPU otherwise."""
+"""Device choice: CUDA automatically when present, CPU otherwise; bf16 on the CPU only where it is native."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+from synthaug.config.load import ConfigError
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -17,3 +21,27 @@ def pick_device(preference: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={preference!r} was asked for but CUDA is not available; use device=auto or cpu")
     return dev
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 matrix work in hardware (AVX512-BF16 or AMX), by oneDNN's own check."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def require_native_cpu_bf16(setting: str) -> None:
+    """Refuse bf16 autocast on a CPU that only emulates bf16.
+
+    There bf16 is not faster but many times slower than fp32 (the ldm's training steps 17-22x on an
+    AVX2 core, docs/BENCHMARKS.md), and speed is the option's only purpose: a study that asked for it
+    would run for days. The message names ``setting`` and the fix.
+    """
+    if not cpu_has_native_bf16():
+        raise ConfigError(
+            f"{setting}: true asks for bf16 autocast on the CPU, but this CPU "
+            f"({torch.backends.cpu.get_cpu_capability()}) has no native bf16 (AVX512-BF16 or AMX), where bf16 "
+            f"runs many times slower than fp32; set {setting}: false"
+        )

@@ -23,6 +23,7 @@ from synthaug.classifiers.evaluate import evaluate
 from synthaug.classifiers.registry import create_model
 from synthaug.config.classifier import ModelConfig, TrainConfig
 from synthaug.data.imageset import ImageSet, to_float
+from synthaug.device import require_native_cpu_bf16
 from synthaug.io import atomic_path, save_torch
 from synthaug.rundir import BEST, HISTORY
 
@@ -163,6 +164,8 @@ def fit(
     ``schedule``: per-image loss weights, and for two phases ``pretrain_epochs`` on the first
     phase's images (no early stopping) before the second phase, at its own LR, with early stopping.
     """
+    if cfg.cpu_bf16 and device.type == "cpu":
+        require_native_cpu_bf16("train.cpu_bf16")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -86,7 +86,9 @@ class TrainConfig(StrictModel):
     class_weights: bool = Field(False, description="weight cross-entropy by inverse class frequency")
     channels_last: bool = Field(True, description="channels_last memory format; faster on CPU (docs/BENCHMARKS.md)")
     cpu_bf16: bool = Field(
-        False, description="bf16 autocast for the training forward pass on CPU (evaluation stays fp32); see BENCHMARKS"
+        False,
+        description="bf16 autocast for the training forward pass on CPU (evaluation stays fp32); needs a CPU with "
+        "native bf16 (AVX512-BF16 / AMX), refused on others; see docs/BENCHMARKS.md",
     )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for the cell; None keeps torch's default. Use 1 on a busy CPU"

@@ -216,7 +216,9 @@ class DDPMOptions(StrictModel):
     grad_clip: float = Field(1.0, gt=0)
     mixed_precision: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     cpu_bf16: bool = Field(
-        False, description="bf16 autocast on CPU too (cores with AVX512-BF16 / AMX): faster, see docs/BENCHMARKS.md"
+        False,
+        description="bf16 autocast on CPU too: faster on cores with AVX512-BF16 / AMX, refused on others (there "
+        "emulated bf16 is many times slower); see docs/BENCHMARKS.md",
     )
     sampler: SamplerName = "dpm++sde"
     sample_steps: int = Field(20, ge=1)

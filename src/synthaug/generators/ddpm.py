@@ -15,7 +15,8 @@ from diffusers import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch import Tensor, nn
 
-from synthaug.config.generators import DDPMConfig, DDPMOptions, GeneratorConfig
+from synthaug.config.generators import DDPMConfig, DDPMOptions, GeneratorConfig, LDMOptions
+from synthaug.device import require_native_cpu_bf16
 from synthaug.generators.base import Generator, SampleOptions, noise
 from synthaug.generators.samplers import DEFAULT_STEPS, SAMPLERS, EpsFn, denoise, make_scheduler, train_scheduler
 from synthaug.generators.training import EMA
@@ -52,10 +53,11 @@ def unet_for(d: DDPMOptions, sample_size: int, channels: int, num_classes: int |
 
 
 def autocast(device: torch.device, d: DDPMOptions) -> AbstractContextManager[Any]:
-    """bf16 autocast where the options ask for it: ``mixed_precision`` on CUDA, ``cpu_bf16`` on CPU."""
+    """bf16 autocast where the options ask for it: ``mixed_precision`` on CUDA, ``cpu_bf16`` on a native-bf16 CPU."""
     if device.type == "cuda" and d.mixed_precision:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if device.type == "cpu" and d.cpu_bf16:
+        require_native_cpu_bf16("ldm.cpu_bf16" if isinstance(d, LDMOptions) else "ddpm.cpu_bf16")
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 

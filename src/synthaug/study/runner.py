@@ -18,6 +18,7 @@ from synthaug.config import SynthaugConfig, load_config
 from synthaug.config.policies import FromBank, policy_params
 from synthaug.data.prepare import PreparedData, prepared
 from synthaug.data.split_audit import split_audit
+from synthaug.device import pick_device, require_native_cpu_bf16
 from synthaug.io import atomic_write, remove_orphans, write_json
 from synthaug.lock import RunLock
 from synthaug.metrics.stats import metric_columns, paired_comparison, summarize_cells
@@ -218,6 +219,18 @@ def _warn_oversubscription(cfg: SynthaugConfig) -> None:
         )  # fmt: skip
 
 
+def _require_native_bf16(cfg: SynthaugConfig) -> None:
+    """CPU bf16 asked for on a machine that would emulate it is refused before any work starts
+    (tasks on other machines check again where they run)."""
+    asked = [("train.cpu_bf16", cfg.study.device)] if cfg.train.cpu_bf16 else []
+    for g in cfg.study.generators:
+        if getattr(getattr(g, g.section, None), "cpu_bf16", False):
+            asked.append((f"generator '{g.name}': {g.section}.cpu_bf16", g.device))
+    for setting, device in asked:
+        if pick_device(device).type == "cpu":
+            require_native_cpu_bf16(setting)
+
+
 def _run_stage(stage: Stage, ctx: StudyContext) -> None:
     run = ctx.run
     if stage.artifact(run).exists() and not stage.always:  # a forced stage's artifact was cleared at the start
@@ -249,6 +262,8 @@ def run_study(cfg: SynthaugConfig, out: Path, force: set[str] | None = None) -> 
     if cluster:
         require_backend(cfg.study.executor)  # a missing extra is named before anything starts
     require_generator_extras(cfg)
+    if not cluster:
+        _require_native_bf16(cfg)
     _warn_oversubscription(cfg)
     # Tasks on other machines (or in other working directories) need absolute paths.
     run = RunDir(Path(out).resolve() if cluster else out)
