@@ -35,7 +35,7 @@ def cpu_has_native_bf16() -> bool:
 def require_native_cpu_bf16(setting: str) -> None:
     """Refuse bf16 autocast on a CPU that only emulates bf16.
 
-    There bf16 is not faster but many times slower than fp32 (the ldm's training steps 17-22x on an
+    There bf16 is not faster but many times slower than fp32 (the ldm's training steps 16.5-22x on an
     AVX2 core, docs/BENCHMARKS.md), and speed is the option's only purpose: a study that asked for it
     would run for days. The message names ``setting`` and the fix.
     """
