@@ -18,8 +18,12 @@ if [ "${SYNTHAUG_NO_BROWSER_INSTALL:-0}" != 1 ] && { ! command -v chromium >/dev
 fi
 "$VENV/bin/ruff" check src tests benchmarks || exit 1
 "$VENV/bin/mypy" src/synthaug || exit 1
-echo "lint and types passed; running the tests (about 10 minutes on 2 cores; the slowest are listed at the end)" >&2
-"$VENV/bin/python" -m pytest -q --durations=15 "$@"
+# Two pytest workers (pytest-xdist), one file per worker at a time: the tests run one torch thread each,
+# so two of them fill a 2-core machine (docs/BENCHMARKS.md, "The test suite");
+# SYNTHAUG_TEST_WORKERS=0 runs them in this process (pytest -n 0), a larger number on a larger machine.
+WORKERS="${SYNTHAUG_TEST_WORKERS:-2}"
+echo "lint and types passed; running the tests on $WORKERS worker(s) (about 8 minutes on 2 cores; the slowest are listed at the end)" >&2
+"$VENV/bin/python" -m pytest -q -n "$WORKERS" --dist loadfile --durations=15 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: failing" >&2

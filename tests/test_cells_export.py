@@ -64,3 +64,31 @@ def test_a_run_without_results_is_named(tmp_path: Path) -> None:
         export_cells.export(tmp_path / "empty", tmp_path / "x.csv")
     with pytest.raises(SystemExit, match=r"results\.parquet"):
         compare_runs.cells(tmp_path / "empty")
+
+
+def test_seed_slices_merge_to_the_statistics_of_the_whole_run(tmp_path: Path) -> None:
+    import merge_cells
+
+    whole = _results(tmp_path / "whole", shift=0.05)
+    first, rest = whole[whole.seed < 2], whole[whole.seed >= 2]
+    (tmp_path / "s0-1").mkdir()
+    first.to_parquet(tmp_path / "s0-1" / "results.parquet")
+    (tmp_path / "s2-4").mkdir()
+    rest.to_parquet(tmp_path / "s2-4" / "results.parquet")
+    kept = tmp_path / "s0-1.csv"
+    export_cells.export(tmp_path / "s0-1", kept)
+
+    sliced = merge_cells.table(merge_cells.merged([kept, tmp_path / "s2-4"]), "test_macro_f1", ["none"])
+    one = merge_cells.table(merge_cells.merged([tmp_path / "whole"]), "test_macro_f1", ["none"])
+    assert sliced.equals(one)
+    row = one.set_index("policy").loc["ldm"]
+    by_seed = whole.set_index(["policy", "seed"]).test_macro_f1
+    expected = float(np.mean(by_seed.loc["ldm"].to_numpy() - by_seed.loc["none"].to_numpy()))
+    assert row["seeds"] == 5 and row["Δ vs none"].startswith(f"{expected:+.3f} [")
+
+    with pytest.raises(SystemExit, match=r"seed 0 of cnn / \w+ is in more than one source"):
+        merge_cells.merged([kept, tmp_path / "whole"])
+    (tmp_path / "other").mkdir()
+    rest[rest.policy == "none"].to_parquet(tmp_path / "other" / "results.parquet")
+    with pytest.raises(SystemExit, match="other arms or fractions"):
+        merge_cells.merged([kept, tmp_path / "other"])

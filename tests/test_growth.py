@@ -10,7 +10,7 @@ import pytest
 
 from synthaug.config import ConfigError, load_config
 from synthaug.config.growth import growth
-from synthaug.io import read_json
+from synthaug.io import read_json, write_json
 from synthaug.study.runner import run_study
 
 BASE = [
@@ -80,3 +80,34 @@ def test_growth_that_would_change_a_bank_or_drop_an_arm_is_refused(tmp_path: Pat
         run_study(_cfg(GROWN_ARMS, CNN, "quality.explain.enabled=false", "train.lr=0.5"), out)
     recorded = load_config(out / "config.yaml")
     assert recorded == _cfg(ARMS, CNN, "quality.explain.enabled=false")  # a refused start records nothing
+
+
+def test_a_study_grows_by_seeds_to_the_cells_of_one_run_with_all_of_them(tmp_path: Path) -> None:
+    more = ("quality.explain.enabled=false",)
+    three = ("study.seeds=[0, 1, 2]",)
+    whole = run_study(_cfg(ARMS, CNN, *more, *three), tmp_path / "whole")
+    out = tmp_path / "grown"
+    run = run_study(_cfg(ARMS, CNN, *more), out)  # seeds 0 and 1
+    stamps = {p: p.stat().st_mtime_ns for p in run.root.glob("classifiers/*/metrics.json")}
+    recorded = read_json(run.splits)["cells"]
+
+    run_study(_cfg(ARMS, CNN, *more, *three), out)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # seeds 0 and 1 did not train again
+    splits = read_json(run.splits)["cells"]
+    assert set(splits) == {"0", "1", "2"} and {s: splits[s] for s in recorded} == recorded
+    assert splits == read_json(whole.splits)["cells"]
+    grown, one = (pd.read_parquet(r.results).set_index("cell_id").sort_index() for r in (run, whole))
+    assert len(grown) == 2 * 3
+    pd.testing.assert_frame_equal(grown[["test_macro_f1", "test_accuracy"]], one[["test_macro_f1", "test_accuracy"]])
+    assert load_config(run.config).study.seeds == [0, 1, 2]
+
+    tampered = read_json(run.splits)
+    tampered["cells"]["0"]["0.5"]["train"] = tampered["cells"]["0"]["0.5"]["train"][1:]
+    write_json(run.splits, tampered)  # as if the data had changed under the run directory
+    with pytest.raises(ConfigError, match=r"cell f0.5_s0 are not those recorded"):
+        run_study(_cfg(ARMS, CNN, *more, "study.seeds=[0, 1, 2, 3]"), out)
+
+    with pytest.raises(ConfigError, match=r"study\.seeds differ"):  # the first seed must stay first
+        run_study(_cfg(ARMS, CNN, *more, "study.seeds=[2, 0, 1]"), out)
+    with pytest.raises(ConfigError, match=r"study\.seeds differ"):  # and none may go
+        run_study(_cfg(ARMS, CNN, *more, "study.seeds=[0, 2]"), out)

@@ -1,11 +1,13 @@
-"""Growing a study in its run directory: more models or more arms, every finished cell kept.
+"""Growing a study in its run directory: more models, arms or seeds, every finished cell kept.
 
 A run directory refuses a configuration that differs from the one it recorded, so that two
-studies never mix. The exception is growth: a configuration whose ``study.models`` and
-``study.policies`` hold every recorded entry (in any order) and more, everything else equal,
-resumes the study and trains only the new cells — e.g. ResNet-18 added to a finished CNN study,
-or a control arm added once a result asks for one. Removing an entry stays refused (its cells
-would linger in the results), and so does any other change.
+studies never mix. The exception is growth: a configuration whose ``study.models``,
+``study.policies`` and ``study.seeds`` hold every recorded entry (in any order) and more,
+everything else equal, resumes the study and trains only the new cells — e.g. ResNet-18 added to
+a finished CNN study, a control arm added once a result asks for one, or seven seeds added to a
+three-seed study whose CIs straddle zero. Removing an entry stays refused (its cells would linger
+in the results), and so does any other change. The first seed stays first: where the data bring
+no test split, it draws the test split of every cell.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 # Lists under `study:` a study may grow by; each entry of them names its own classifier cells.
-GROWABLE = ("models", "policies")
+GROWABLE = ("models", "policies", "seeds")
 
 
 def _describe(key: str, entry: Any) -> str:
@@ -21,6 +23,8 @@ def _describe(key: str, entry: Any) -> str:
         return f"model {entry.get('name', entry)}"
     if key == "policies" and isinstance(entry, list):
         return "arm " + (" + ".join(map(str, entry)) if entry else "none")
+    if key == "seeds":
+        return f"seed {entry}"
     return f"{key} entry {entry}"
 
 
@@ -40,6 +44,8 @@ def growth(recorded: dict[str, Any], new: dict[str, Any]) -> list[str]:
         before, after = old_study.get(key), new_study.get(key)
         if not isinstance(before, list) or not isinstance(after, list) or before == after:
             continue
+        if key == "seeds" and before and after and before[0] != after[0]:
+            continue  # left to the comparison: the first seed draws the test split where the data have none
         if all(entry in after for entry in before):
             added += [_describe(key, entry) for entry in after if entry not in before]
             old_study[key] = after

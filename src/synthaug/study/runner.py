@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthaug.config import SynthaugConfig, load_config
+from synthaug.config import ConfigError, SynthaugConfig, load_config
 from synthaug.config.policies import FromBank, policy_params
 from synthaug.data.prepare import PreparedData, prepared
 from synthaug.data.split_audit import split_audit
 from synthaug.device import pick_device, require_native_cpu_bf16
-from synthaug.io import atomic_write, remove_orphans, write_json
+from synthaug.io import atomic_write, read_json, remove_orphans, write_json
 from synthaug.lock import RunLock
 from synthaug.metrics.stats import metric_columns, paired_comparison, summarize_cells
 from synthaug.report import build_report
@@ -88,6 +88,18 @@ def stage_splits(ctx: StudyContext) -> None:
                     f"near copies of training images (test: {audit['test_near_copies']:.0%}); validation loss will "
                     "reward memorisation. Give the patient groups in data.groups"
                 )
+    if ctx.run.splits.exists():  # a study grown by seeds: the recorded seeds' cells must come out as recorded
+        recorded = read_json(ctx.run.splits)
+        for seed, fractions in recorded["cells"].items():
+            for frac, entry in fractions.items():
+                now = cells.get(seed, {}).get(frac)
+                if now is None or [now["train"], now["val"]] != [entry["train"], entry["val"]]:
+                    raise ConfigError(
+                        f"the images of cell f{frac}_s{seed} are not those recorded in {ctx.run.splits}: the data "
+                        "changed since the study ran; use a new --out folder for the changed data"
+                    )
+        had = len(recorded["cells"])
+        log.info("splits: %d seed(s) added to the %d recorded", len(cells) - had, had)
     for line in warnings:
         log.warning("%s", line)
     record = {"unit": ctx.data.audit.get("split_unit", "image"), "test": test.ids.tolist()}
@@ -146,6 +158,10 @@ def _bank_scores(run: RunDir) -> list[Path]:
     return [p for ref in run.find_banks() for p in (ref.path / SCORES, ref.path / BANK_QUALITY, ref.path / PAIRS_PNG)]
 
 
+def _splits_cover(ctx: StudyContext) -> bool:
+    return set(map(str, ctx.cfg.study.seeds)) <= set(read_json(ctx.run.splits)["cells"])
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -153,11 +169,13 @@ class Stage:
     run: Callable[[StudyContext], None]
     always: bool = False  # run every time: it resumes inside (grid) or only summarises other artifacts
     outputs: Callable[[RunDir], list[Path]] = lambda r: []  # what --force removes before it reruns
+    # Whether the artifact covers the study (default: it exists); a study grown by seeds needs more splits.
+    covers: Callable[[StudyContext], bool] = lambda ctx: True
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("audit", lambda r: r.audit, stage_audit, outputs=lambda r: [r.audit]),
-    Stage("splits", lambda r: r.splits, stage_splits, outputs=lambda r: [r.splits]),
+    Stage("splits", lambda r: r.splits, stage_splits, outputs=lambda r: [r.splits], covers=_splits_cover),
     Stage("samples", lambda r: r.real_grid, stage_samples, outputs=lambda r: [r.real_grid]),
     Stage("generators", lambda r: r.generators, stage_generators, True, lambda r: [r.generators]),
     Stage("banks", lambda r: r.banks, stage_banks, True, lambda r: [r.banks]),
@@ -233,7 +251,8 @@ def _require_native_bf16(cfg: SynthaugConfig) -> None:
 
 def _run_stage(stage: Stage, ctx: StudyContext) -> None:
     run = ctx.run
-    if stage.artifact(run).exists() and not stage.always:  # a forced stage's artifact was cleared at the start
+    # A forced stage's artifact was cleared at the start.
+    if stage.artifact(run).exists() and not stage.always and stage.covers(ctx):
         log.info("stage %s: complete, skipped", stage.name)
         return
     log.info("stage %s: running", stage.name)

@@ -1,0 +1,96 @@
+"""One study's seeds run in slices, paired as one: the statistics of cells from several runs of one config.
+
+A ten-seed study that does not fit one sitting can run as slices — the same config with
+``--set 'study.seeds=[0,1,2,3]'``, later ``--set 'study.seeds=[4,5,6,7,8,9]'`` — each kept with
+``benchmarks/export_cells.py``. A cell depends on its seed alone (its splits, generator, bank and
+classifier are seeded by it) except in two places that use the study's *first* seed: the test split
+where the data bring none (``data.test_fraction``), and the pool pretraining of
+``study.generator_pool: unlabelled_rest``. With a dataset that has its own test split and the
+labelled pool, the slices' cells are the cells of the whole study; otherwise slices with different
+first seeds are different studies — grow one run directory by seeds instead (README, "Run
+directory"). This script
+joins them, refuses a cell that two slices both hold (a slice run twice, or overlapping seed lists)
+and a slice whose arms or fractions differ from the others' (not one config), and prints, per model
+and fraction, each arm's median and the paired difference against each ``--against`` arm (mean
+[paired-bootstrap 95% CI], wins, Wilcoxon p) — the figures ``synthaug table`` prints for one run.
+
+    python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv runs/bt30-labelled-s4-9 \\
+        --metric test_macro_f1 --against none --against "classical 50%"
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from compare_runs import KEYS  # benchmarks/compare_runs.py, beside this script
+from compare_runs import cells as run_cells
+from study_stages import markdown
+from synthaug.metrics.stats import paired_comparison
+
+
+def merged(sources: list[Path]) -> pd.DataFrame:
+    """The cells of every source, one table; refuses a cell held twice or slices of different configs."""
+    frames = [run_cells(s).assign(source=str(s)) for s in sources]
+    arms = [sorted(set(zip(f.model, f.policy, f.real_fraction, strict=True))) for f in frames]
+    for source, own in zip(sources[1:], arms[1:], strict=True):
+        if own != arms[0]:
+            raise SystemExit(
+                f"{source} holds other arms or fractions than {sources[0]} ({own} vs {arms[0]}): "
+                "slices of one study share its config except study.seeds"
+            )
+    both = pd.concat(frames, ignore_index=True)
+    twice = both[both.duplicated(KEYS, keep=False)]
+    if not twice.empty:
+        first = twice.iloc[0]
+        raise SystemExit(
+            f"seed {first.seed} of {first.model} / {first.policy} is in more than one source "
+            f"({', '.join(sorted(set(twice.source)))}): give each seed once"
+        )
+    return both
+
+
+def table(cells: pd.DataFrame, metric: str, against: list[str]) -> pd.DataFrame:
+    """Per (model, fraction, arm): seeds, median, and the paired difference against each baseline arm."""
+    out = []
+    for (model, fraction, policy), g in cells.groupby(["model", "real_fraction", "policy"], sort=True):
+        out.append(
+            {
+                "model": model,
+                "fraction": fraction,
+                "policy": policy,
+                "seeds": len(g),
+                f"median {metric}": f"{np.median(g[metric]):.3f}",
+            }
+        )
+    rows = pd.DataFrame(out).set_index(["model", "fraction", "policy"])
+    for base in against:
+        if base not in set(cells.policy):
+            raise SystemExit(f"--against {base!r} is not an arm of these cells: {sorted(set(cells.policy))}")
+        pc = paired_comparison(cells, metric, baseline=base)
+        column = f"Δ vs {base}"
+        rows[column] = "–"
+        for r in pc.itertuples():
+            rows.loc[(r.model, r.real_fraction, r.policy), column] = (
+                f"{r.mean_diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {r.wins}/{r.n_pairs} p={r.wilcoxon_p:.2g}"
+            )
+    return rows.reset_index()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sources", type=Path, nargs="+", help="run directories or cells CSVs, one per seed slice")
+    parser.add_argument("--metric", default="test_macro_f1", help="results column; default test_macro_f1")
+    parser.add_argument("--against", action="append", help="baseline arm (repeatable); default none")
+    args = parser.parse_args()
+    cells = merged(args.sources)
+    seeds = sorted(set(cells.seed))
+    print(f"{len(cells)} cells from {len(args.sources)} source(s), seeds {seeds}\n")
+    print(markdown(table(cells, args.metric, args.against or ["none"])))
+
+
+if __name__ == "__main__":
+    main()
