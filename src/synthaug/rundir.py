@@ -292,8 +292,7 @@ class RunDir:
             raise ConfigError(
                 f"run directory '{self.root}' holds a study with a different configuration ({self.config}): "
                 f"{shown} differ. Use a new --out folder, or the same config to resume it "
-                "(or that config with more study.models / study.policies / study.seeds, the first seed kept "
-                "first, to grow it)"
+                "(or with more study.models / study.policies / study.seeds, the first seed first, to grow it)"
             )
         return added
 
