@@ -13,6 +13,8 @@ joins them, refuses a cell that two slices both hold (a slice run twice, or over
 and a slice whose arms or fractions differ from the others' (not one config), and prints, per model
 and fraction, each arm's median and the paired difference against each ``--against`` arm (mean
 [paired-bootstrap 95% CI], wins, Wilcoxon p) — the figures ``synthaug table`` prints for one run.
+Where one slice grew a model the others did not run (a ResNet-18 grown into the first slice's run
+directory), ``--model cnn`` pairs that model's cells alone; a named model some slice lacks is refused.
 
     python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv runs/bt30-labelled-s4-9 \\
         --metric test_macro_f1 --against none --against "classical 50%"
@@ -30,11 +32,21 @@ from compare_runs import KEYS  # benchmarks/compare_runs.py, beside this script
 from compare_runs import cells as run_cells
 from study_stages import markdown
 from synthaug.metrics.stats import paired_comparison
+from synthaug.report.markup import policy_name
 
 
-def merged(sources: list[Path]) -> pd.DataFrame:
-    """The cells of every source, one table; refuses a cell held twice or slices of different configs."""
+def merged(sources: list[Path], models: list[str] | None = None) -> pd.DataFrame:
+    """The cells of every source (of ``models`` alone where given), one table; refuses a cell held twice
+    or slices of different configs."""
     frames = [run_cells(s).assign(source=str(s)) for s in sources]
+    if models:
+        for source, frame in zip(sources, frames, strict=True):
+            lacking = sorted(set(models) - set(frame.model))
+            if lacking:
+                raise SystemExit(
+                    f"{source} has no cells of --model {', '.join(lacking)} (it has {sorted(set(frame.model))})"
+                )
+        frames = [f[f.model.isin(models)] for f in frames]
     arms = [sorted(set(zip(f.model, f.policy, f.real_fraction, strict=True))) for f in frames]
     for source, own in zip(sources[1:], arms[1:], strict=True):
         if own != arms[0]:
@@ -67,17 +79,21 @@ def table(cells: pd.DataFrame, metric: str, against: list[str]) -> pd.DataFrame:
             }
         )
     rows = pd.DataFrame(out).set_index(["model", "fraction", "policy"])
+    known = set(cells.policy)
+    by_name = {policy_name(p): p for p in known} | {p: p for p in known}  # display or recorded names
     for base in against:
-        if base not in set(cells.policy):
-            raise SystemExit(f"--against {base!r} is not an arm of these cells: {sorted(set(cells.policy))}")
-        pc = paired_comparison(cells, metric, baseline=base)
-        column = f"Δ vs {base}"
+        if base not in by_name:
+            raise SystemExit(f"--against {base!r} is not an arm of these cells: {sorted(map(policy_name, known))}")
+        pc = paired_comparison(cells, metric, baseline=by_name[base])
+        column = f"Δ vs {policy_name(by_name[base])}"
         rows[column] = "–"
         for r in pc.itertuples():
             rows.loc[(r.model, r.real_fraction, r.policy), column] = (
                 f"{r.mean_diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {r.wins}/{r.n_pairs} p={r.wilcoxon_p:.2g}"
             )
-    return rows.reset_index()
+    rows = rows.reset_index()
+    rows["policy"] = rows.policy.map(policy_name)  # the names the report and `synthaug table` print
+    return rows
 
 
 def main() -> None:
@@ -85,8 +101,9 @@ def main() -> None:
     parser.add_argument("sources", type=Path, nargs="+", help="run directories or cells CSVs, one per seed slice")
     parser.add_argument("--metric", default="test_macro_f1", help="results column; default test_macro_f1")
     parser.add_argument("--against", action="append", help="baseline arm (repeatable); default none")
+    parser.add_argument("--model", action="append", help="pair this model's cells alone (repeatable); default all")
     args = parser.parse_args()
-    cells = merged(args.sources)
+    cells = merged(args.sources, args.model)
     seeds = sorted(set(cells.seed))
     print(f"{len(cells)} cells from {len(args.sources)} source(s), seeds {seeds}\n")
     print(markdown(table(cells, args.metric, args.against or ["none"])))

@@ -92,3 +92,37 @@ def test_seed_slices_merge_to_the_statistics_of_the_whole_run(tmp_path: Path) ->
     rest[rest.policy == "none"].to_parquet(tmp_path / "other" / "results.parquet")
     with pytest.raises(SystemExit, match="other arms or fractions"):
         merge_cells.merged([kept, tmp_path / "other"])
+
+
+def test_a_model_one_slice_grew_is_left_out_by_naming_the_shared_one(tmp_path: Path) -> None:
+    import merge_cells
+
+    whole = _results(tmp_path / "whole", shift=0.05)
+    grown = pd.concat([whole[whole.seed < 2], whole[whole.seed < 2].assign(model="resnet18")])
+    (tmp_path / "s0-1").mkdir()
+    grown.to_parquet(tmp_path / "s0-1" / "results.parquet")
+    (tmp_path / "s2-4").mkdir()
+    whole[whole.seed >= 2].to_parquet(tmp_path / "s2-4" / "results.parquet")
+    sources = [tmp_path / "s0-1", tmp_path / "s2-4"]
+
+    with pytest.raises(SystemExit, match="other arms or fractions"):
+        merge_cells.merged(sources)
+    sliced = merge_cells.table(merge_cells.merged(sources, ["cnn"]), "test_macro_f1", ["none"])
+    one = merge_cells.table(merge_cells.merged([tmp_path / "whole"]), "test_macro_f1", ["none"])
+    assert sliced.equals(one)
+    with pytest.raises(SystemExit, match="s2-4 has no cells of --model resnet18"):
+        merge_cells.merged(sources, ["resnet18"])
+
+
+def test_a_baseline_arm_is_named_as_the_report_names_it(tmp_path: Path) -> None:
+    import merge_cells
+
+    whole = _results(tmp_path / "whole", shift=0.05)
+    whole["policy"] = whole.policy.replace({"ldm": "classical(p=0.5)"})
+    rows = merge_cells.table(whole, "test_macro_f1", ["classical 50%"]).set_index("policy")
+    assert list(rows.index) == ["classical 50%", "none"]
+    assert rows.loc["none", "Δ vs classical 50%"].startswith("-0.0")
+    same = merge_cells.table(whole, "test_macro_f1", ["classical(p=0.5)"]).set_index("policy")
+    assert same.equals(rows)
+    with pytest.raises(SystemExit, match="not an arm of these cells"):
+        merge_cells.table(whole, "test_macro_f1", ["classical 20%"])
