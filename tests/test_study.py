@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import yaml
 from typer.testing import CliRunner
 
+from synthaug import device
 from synthaug.cli import app
 from synthaug.config import ConfigError, load_config
 from synthaug.io import read_json
@@ -80,8 +83,12 @@ def test_cli_run_with_quickstart_config(tmp_path: Path) -> None:
     assert (run / "splits.json").exists() and (run / "environment.yaml").exists()
     assert len(pd.read_parquet(run / "results.parquet")) == 6  # every policy of the quickstart, one cell each
     assert (run / "quality.json").exists() and (run / "explain" / "cams.json").exists()
+    env = yaml.safe_load((run / "environment.yaml").read_text())  # which kind of CPU made the cells
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_bf16_native"] == str(device.cpu_has_native_bf16()).lower()
     html = (run / "report.html").read_text()
     assert all(t in html for t in ("Synthetic image quality", "Memorization", "Grad-CAM", "Train on synthetic"))
+    assert "cpu_capability" in html
 
 
 def _tiny_generators(mode: str, families: tuple[str, ...]) -> str:

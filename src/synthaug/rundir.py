@@ -23,9 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import platform
 import re
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +32,6 @@ from typing import Any
 
 import yaml
 
-import synthaug
 from synthaug.config import ConfigError, SynthaugConfig, dump_config, load_config
 from synthaug.config.generators import upgrade_generator_dict
 from synthaug.config.growth import growth
@@ -308,6 +305,8 @@ class RunDir:
     def record(self, cfg: SynthaugConfig) -> None:
         """Write the resolved config and the versions of this attempt."""
         write_text(self.config, dump_config(cfg))
+        from synthaug.device import environment  # torch, imported only where a study runs
+
         write_text(self.environment, yaml.safe_dump(environment(), sort_keys=False))
 
     def _times(self) -> dict[str, Any]:
@@ -380,21 +379,3 @@ def _results_part(text: str) -> dict:
             if not raw[section]:  # a section of execution settings only (report:), absent in older run dirs
                 raw.pop(section)
     return raw
-
-
-def environment() -> dict[str, str]:
-    """Versions that made the artifacts (the report prints them next to the results)."""
-    import numpy
-    import torch
-    import torchvision
-
-    return {
-        "synthaug": synthaug.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "cuda": torch.version.cuda or "none",
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
-    }
