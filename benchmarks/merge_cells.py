@@ -16,8 +16,8 @@ and fraction, each arm's median and the paired difference against each ``--again
 Where one slice grew a model the others did not run (a ResNet-18 grown into the first slice's run
 directory), ``--model cnn`` pairs that model's cells alone; a named model some slice lacks is refused.
 
-    python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv runs/bt30-labelled-s4-9 \\
-        --metric test_macro_f1 --against none --against "classical 50%"
+    python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv docs/cells/bt30-labelled-s4-9.csv \\
+        --model cnn --metric test_macro_f1 --against none --against "classical 50%"
 """
 
 from __future__ import annotations
