@@ -18,15 +18,23 @@ import pandas as pd
 
 
 def read_tasks(run: Path, threads: int) -> pd.DataFrame:
-    """``RUN/executor/tasks.jsonl``, one row per task (the last try of a task retried after an interruption),
-    with ``threads`` filled in (``threads`` for tasks logged before they recorded it) and ``core_min``."""
+    """``RUN/executor/tasks.jsonl``, one row per task, with ``threads`` filled in (``threads`` for tasks
+    logged before they recorded it) and ``core_min``.
+
+    The log has a line per *finished* try. A task logged twice ran again on a later invocation — a study
+    resumed or grown into the same run directory reruns its quality tasks, which then find their results
+    on disk and finish in a second — so a task's tries are added up: keeping only the last one would book
+    the cached rerun's second instead of the work.
+    """
     log = run / "executor" / "tasks.jsonl"
     tasks = pd.read_json(log, lines=True) if log.exists() else pd.DataFrame(columns=["kind", "task", "seconds"])
     if "threads" not in tasks:
         tasks["threads"] = threads
     tasks["threads"] = tasks["threads"].fillna(threads)
     tasks["core_min"] = tasks["seconds"] * tasks["threads"] / 60
-    return tasks.drop_duplicates(subset=["kind", "task"], keep="last")
+    totals = tasks.groupby(["kind", "task"], sort=False)[["seconds", "core_min"]].sum()
+    last = tasks.drop_duplicates(subset=["kind", "task"], keep="last").drop(columns=["seconds", "core_min"])
+    return last.merge(totals, left_on=["kind", "task"], right_index=True, how="left").reset_index(drop=True)
 
 
 def stage_table(run: Path, threads: int) -> pd.DataFrame:
