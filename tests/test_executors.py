@@ -69,3 +69,54 @@ def test_an_interrupted_pool_stops_its_workers_at_once() -> None:
         assert time.monotonic() - started < 30  # not the 60 s of a queued task
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stubborn(seconds: float) -> float:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a task that shields itself from SIGTERM
+    time.sleep(seconds)
+    return seconds
+
+
+def _fail_soon() -> None:
+    time.sleep(1)  # the stubborn task has started by then
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("shield", ["a task ignores it", "the parent blocks it"])
+def test_workers_that_survive_sigterm_are_stopped(shield: str) -> None:
+    """SIGTERM alone can miss a worker: a task may ignore it, and a mask that blocks it is inherited
+    through fork. The pool then ran every queued task before a failed stage could stop (180 s in CI)."""
+    blocked = {signal.SIGTERM} if shield == "the parent blocks it" else set()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        first = _stubborn if shield == "a task ignores it" else _sleep
+        tasks = [Task("first", functools.partial(first, 60)), Task("fail", _fail_soon)]
+        tasks += [Task(f"sleep {i}", functools.partial(_sleep, 60)) for i in range(4)]
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="boom"):
+            list(LocalProcessExecutor(2).run(tasks))
+        assert time.monotonic() - started < 30  # not the 60 s of a task
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _torch_threads(n: int | None) -> int:
+    import torch
+
+    if n is not None:
+        torch.set_num_threads(n)  # as train.threads does inside a task
+    return torch.get_num_threads()
+
+
+def test_every_engine_logs_the_threads_a_task_ran_with() -> None:
+    """The stage benchmark counts core-minutes as seconds x threads; serial tasks logged none."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        [(_, serial)] = SerialExecutor().run([Task("serial", functools.partial(_torch_threads, 1))])
+        assert serial.info["threads"] == serial.value == 1
+        [(_, pooled)] = LocalProcessExecutor(2).run([Task("pooled", functools.partial(_torch_threads, None))])
+        assert pooled.info["threads"] == pooled.value == max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        torch.set_num_threads(before)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
@@ -96,8 +97,11 @@ def execute(fn: Callable[[], T], threads: int | None) -> tuple[T, dict[str, Any]
     started = time.time()
     value = fn()
     info = {"node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "started": round(started, 3)}
-    if threads is not None:
-        info["threads"] = threads
+    # The threads the task ran with (``train.threads`` may have set them; the serial engine sets none).
+    loaded = sys.modules.get("torch")
+    used = loaded.get_num_threads() if loaded is not None else threads
+    if used is not None:
+        info["threads"] = used
     return value, info | {"seconds": round(time.time() - started, 3)}
 
 
@@ -131,6 +135,27 @@ def _worker_signals() -> None:
     the worker would then take the next queued one, and an interrupted study would wait for it."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A blocked SIGTERM is inherited through fork too (and a default action does not undo it).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 3.0) -> None:
+    """SIGTERM every worker, then SIGKILL those still alive after ``grace_s``.
+
+    SIGTERM alone can miss: one that reaches a worker before its initializer has run meets the
+    inherited handler (and may be lost), and a task may ignore or block it itself."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in workers:
+        proc.terminate()
+    # A process's sentinel is ready once it has exited, whoever reaps it (the pool's thread joins them too).
+    pending = {proc.sentinel: proc for proc in workers}
+    deadline = time.monotonic() + grace_s
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for ready in mp_connection.wait(list(pending), left):
+            pending.pop(ready)  # type: ignore[call-overload]
+    for proc in pending.values():
+        log.warning("worker %s did not stop on SIGTERM within %.0f s: killing it", proc.pid, grace_s)
+        proc.kill()
 
 
 class LocalProcessExecutor:
@@ -152,8 +177,7 @@ class LocalProcessExecutor:
         except BaseException:
             # Interrupted or a task failed: stop the workers now instead of waiting for their tasks
             # (finished tasks' outputs are on disk; unfinished ones rerun when the study resumes).
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+            _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
