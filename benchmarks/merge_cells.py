@@ -18,6 +18,17 @@ directory), ``--model cnn`` pairs that model's cells alone; a named model some s
 
     python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv docs/cells/bt30-labelled-s4-9.csv \\
         --model cnn --metric test_macro_f1 --against none --against "classical 50%"
+
+A source may also give one arm alone, ``SOURCE::ARM`` (the report's name or the recorded one; repeat
+the source for several arms): an arm run in its own run directory later, paired with the arms of
+another run of the same cells. Those sources are not held to the others' arms — that the cells are
+the same is then the user's claim, which a cell run again in both places can check (a cell is
+reproduced bit for bit on the same kind of CPU with the same threads, docs/RESULTS.md) — but every
+arm of a model and fraction must cover the same seeds.
+
+    python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv::none docs/cells/bt30-labelled-s4-9.csv::none \\
+        "docs/cells/bt30-labelled-s0-3.csv::classical 50%" "docs/cells/bt30-labelled-s4-9.csv::classical 50%" \\
+        docs/cells/bt30-pool-r18mix.csv --model resnet18 --against none --against "classical 50%"
 """
 
 from __future__ import annotations
@@ -35,10 +46,27 @@ from synthaug.metrics.stats import paired_comparison
 from synthaug.report.markup import policy_name
 
 
-def merged(sources: list[Path], models: list[str] | None = None) -> pd.DataFrame:
-    """The cells of every source (of ``models`` alone where given), one table; refuses a cell held twice
-    or slices of different configs."""
-    frames = [run_cells(s).assign(source=str(s)) for s in sources]
+def split_source(source: Path | str) -> tuple[Path, str | None]:
+    """``PATH`` or ``PATH::ARM``."""
+    path, sep, arm = str(source).partition("::")
+    if sep and not arm:
+        raise SystemExit(f"{source}: name the arm after '::' (e.g. {path}::none)")
+    return Path(path), arm if sep else None
+
+
+def _one_arm(frame: pd.DataFrame, arm: str, source: Path | str) -> pd.DataFrame:
+    names = {policy_name(p): p for p in set(frame.policy)} | {p: p for p in set(frame.policy)}
+    if arm not in names:
+        raise SystemExit(f"{source}: no arm {arm!r} (it has {sorted(map(policy_name, set(frame.policy)))})")
+    return frame[frame.policy == names[arm]]
+
+
+def merged(sources: list[Path] | list[Path | str], models: list[str] | None = None) -> pd.DataFrame:
+    """The cells of every source (of ``models`` alone where given; of one arm for ``PATH::ARM``), one table;
+    refuses a cell held twice, slices of different configs, and arms that cover different seeds."""
+    split = [split_source(s) for s in sources]
+    frames = [run_cells(path).assign(source=str(s)) for s, (path, _) in zip(sources, split, strict=True)]
+    frames = [f if arm is None else _one_arm(f, arm, s) for s, f, (_, arm) in zip(sources, frames, split, strict=True)]
     if models:
         for source, frame in zip(sources, frames, strict=True):
             lacking = sorted(set(models) - set(frame.model))
@@ -47,14 +75,24 @@ def merged(sources: list[Path], models: list[str] | None = None) -> pd.DataFrame
                     f"{source} has no cells of --model {', '.join(lacking)} (it has {sorted(set(frame.model))})"
                 )
         frames = [f[f.model.isin(models)] for f in frames]
-    arms = [sorted(set(zip(f.model, f.policy, f.real_fraction, strict=True))) for f in frames]
-    for source, own in zip(sources[1:], arms[1:], strict=True):
-        if own != arms[0]:
+    whole = [(s, f) for s, f, (_, arm) in zip(sources, frames, split, strict=True) if arm is None]
+    arms = [(s, sorted(set(zip(f.model, f.policy, f.real_fraction, strict=True)))) for s, f in whole]
+    for source, own in arms[1:]:
+        if own != arms[0][1]:
             raise SystemExit(
-                f"{source} holds other arms or fractions than {sources[0]} ({own} vs {arms[0]}): "
+                f"{source} holds other arms or fractions than {arms[0][0]} ({own} vs {arms[0][1]}): "
                 "slices of one study share its config except study.seeds"
             )
     both = pd.concat(frames, ignore_index=True)
+    for (model, fraction), g in both.groupby(["model", "real_fraction"]) if len(whole) < len(frames) else ():
+        seeds = {policy: sorted(set(a.seed)) for policy, a in g.groupby("policy")}
+        first = next(iter(seeds))
+        for policy, own_seeds in seeds.items():
+            if own_seeds != seeds[first]:
+                raise SystemExit(
+                    f"{model} at {fraction:g}: arm {policy_name(policy)!r} has seeds {own_seeds} but "
+                    f"{policy_name(first)!r} has {seeds[first]}: every arm needs the same seeds to pair"
+                )
     twice = both[both.duplicated(KEYS, keep=False)]
     if not twice.empty:
         first = twice.iloc[0]
@@ -98,7 +136,9 @@ def table(cells: pd.DataFrame, metric: str, against: list[str]) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sources", type=Path, nargs="+", help="run directories or cells CSVs, one per seed slice")
+    parser.add_argument(
+        "sources", nargs="+", help="run directories or cells CSVs, one per seed slice; PATH::ARM for one arm of one"
+    )
     parser.add_argument("--metric", default="test_macro_f1", help="results column; default test_macro_f1")
     parser.add_argument("--against", action="append", help="baseline arm (repeatable); default none")
     parser.add_argument("--model", action="append", help="pair this model's cells alone (repeatable); default all")

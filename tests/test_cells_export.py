@@ -126,3 +126,31 @@ def test_a_baseline_arm_is_named_as_the_report_names_it(tmp_path: Path) -> None:
     assert same.equals(rows)
     with pytest.raises(SystemExit, match="not an arm of these cells"):
         merge_cells.table(whole, "test_macro_f1", ["classical 20%"])
+
+
+def test_an_arm_run_apart_pairs_with_the_arms_of_another_run(tmp_path: Path) -> None:
+    """``SOURCE::ARM``: an arm grown in its own run directory, paired with the other arms of the same cells."""
+    import merge_cells
+
+    whole = _results(tmp_path / "whole", shift=0.05)
+    for name, policy in [("base", "none"), ("apart", "ldm")]:
+        (tmp_path / name).mkdir()
+        whole[whole.policy == policy].to_parquet(tmp_path / name / "results.parquet")
+    # the base run also holds its own cells of the arm run apart (another generator pool, say)
+    other = whole[whole.policy == "ldm"].assign(test_macro_f1=lambda d: d.test_macro_f1 - 0.3)
+    pd.concat([whole[whole.policy == "none"], other]).to_parquet(tmp_path / "base" / "results.parquet")
+    base = tmp_path / "base"
+
+    apart = merge_cells.table(merge_cells.merged([f"{base}::none", tmp_path / "apart"]), "test_macro_f1", ["none"])
+    one = merge_cells.table(merge_cells.merged([tmp_path / "whole"]), "test_macro_f1", ["none"])
+    assert apart.equals(one)
+    with pytest.raises(SystemExit, match="other arms or fractions"):  # without ::ARM, slices of one config
+        merge_cells.merged([base, tmp_path / "apart"])
+    with pytest.raises(SystemExit, match="in more than one source"):  # base's own ldm cells collide
+        merge_cells.merged([f"{base}::none", f"{base}::ldm", tmp_path / "apart"])
+    with pytest.raises(SystemExit, match=r"no arm 'classical 50%' \(it has \['ldm', 'none'\]\)"):
+        merge_cells.merged([f"{base}::classical 50%", tmp_path / "apart"])
+    (tmp_path / "short").mkdir()
+    whole[(whole.policy == "ldm") & (whole.seed < 3)].to_parquet(tmp_path / "short" / "results.parquet")
+    with pytest.raises(SystemExit, match=r"arm 'none' has seeds \[0, 1, 2, 3, 4\] but 'ldm' has \[0, 1, 2\]"):
+        merge_cells.merged([f"{base}::none", tmp_path / "short"])
