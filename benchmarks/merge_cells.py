@@ -24,7 +24,7 @@ the source for several arms): an arm run in its own run directory later, paired 
 another run of the same cells. Those sources are not held to the others' arms — that the cells are
 the same is then the user's claim, which a cell run again in both places can check (a cell is
 reproduced bit for bit on the same kind of CPU with the same threads, docs/RESULTS.md) — but every
-arm of a model and fraction must cover the same seeds.
+arm of a model and fraction must cover the same seeds (``--seed`` keeps some seeds alone).
 
     python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv::none docs/cells/bt30-labelled-s4-9.csv::none \\
         "docs/cells/bt30-labelled-s0-3.csv::classical 50%" "docs/cells/bt30-labelled-s4-9.csv::classical 50%" \\
@@ -61,11 +61,16 @@ def _one_arm(frame: pd.DataFrame, arm: str, source: Path | str) -> pd.DataFrame:
     return frame[frame.policy == names[arm]]
 
 
-def merged(sources: list[Path] | list[Path | str], models: list[str] | None = None) -> pd.DataFrame:
-    """The cells of every source (of ``models`` alone where given; of one arm for ``PATH::ARM``), one table;
-    refuses a cell held twice, slices of different configs, and arms that cover different seeds."""
+def merged(
+    sources: list[Path] | list[Path | str], models: list[str] | None = None, seeds: list[int] | None = None
+) -> pd.DataFrame:
+    """The cells of every source (of ``models`` and ``seeds`` alone where given; of one arm for
+    ``PATH::ARM``), one table; refuses a cell held twice, slices of different configs, and arms that
+    cover different seeds."""
     split = [split_source(s) for s in sources]
     frames = [run_cells(path).assign(source=str(s)) for s, (path, _) in zip(sources, split, strict=True)]
+    if seeds:
+        frames = [f[f.seed.isin(seeds)] for f in frames]
     frames = [f if arm is None else _one_arm(f, arm, s) for s, f, (_, arm) in zip(sources, frames, split, strict=True)]
     if models:
         for source, frame in zip(sources, frames, strict=True):
@@ -142,8 +147,9 @@ def main() -> None:
     parser.add_argument("--metric", default="test_macro_f1", help="results column; default test_macro_f1")
     parser.add_argument("--against", action="append", help="baseline arm (repeatable); default none")
     parser.add_argument("--model", action="append", help="pair this model's cells alone (repeatable); default all")
+    parser.add_argument("--seed", type=int, action="append", help="pair this seed's cells alone (repeatable)")
     args = parser.parse_args()
-    cells = merged(args.sources, args.model)
+    cells = merged(args.sources, args.model, args.seed)
     seeds = sorted(set(cells.seed))
     print(f"{len(cells)} cells from {len(args.sources)} source(s), seeds {seeds}\n")
     print(markdown(table(cells, args.metric, args.against or ["none"])))

@@ -154,3 +154,5 @@ def test_an_arm_run_apart_pairs_with_the_arms_of_another_run(tmp_path: Path) -> 
     whole[(whole.policy == "ldm") & (whole.seed < 3)].to_parquet(tmp_path / "short" / "results.parquet")
     with pytest.raises(SystemExit, match=r"arm 'none' has seeds \[0, 1, 2, 3, 4\] but 'ldm' has \[0, 1, 2\]"):
         merge_cells.merged([f"{base}::none", tmp_path / "short"])
+    short = merge_cells.merged([f"{base}::none", tmp_path / "short"], seeds=[0, 1, 2])
+    assert sorted(set(short.seed)) == [0, 1, 2] and len(short) == 6
