@@ -90,3 +90,10 @@ def test_warnings_name_a_class_never_predicted_few_seeds_leakage_and_a_chance_ju
     assert "≥ 0.9" not in text  # a threshold no policy of the study uses
     assert "seed(s) per approach" not in text  # six seeds
     assert "seed(s) per approach" in " ".join(t for t, _ in warnings(run, df[df["seed"] < 3]))
+
+
+def test_a_study_without_its_baseline_arm_still_gets_a_report(tmp_path: Path) -> None:
+    """An arm run in its own run directory (to pair with another run's none cells) crashed the report stage."""
+    run, df = _run(tmp_path, [300, 300, 30, 300])
+    html = verdict(run, df[df.policy == "synthetic(gen=vae)"], _cfg())
+    assert "best approach <b>synthetic(gen=vae)</b>" in html and "better than none" not in html

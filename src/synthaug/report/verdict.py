@@ -108,6 +108,8 @@ class Comparison:
 
 def _compare(group: pd.DataFrame, metric: str, policy: str, against: str) -> Comparison | None:
     two = group[group["policy"].isin([policy, against])]
+    if against not in set(two["policy"]):
+        return None  # the baseline arm is not in this study (an arm run in its own run directory)
     rows = paired_comparison(two, metric, baseline=against)
     rows = rows[rows["policy"] == policy]
     if rows.empty:
