@@ -28,7 +28,8 @@ arm of a model and fraction must cover the same seeds (``--seed`` keeps some see
 
     python benchmarks/merge_cells.py docs/cells/bt30-labelled-s0-3.csv::none docs/cells/bt30-labelled-s4-9.csv::none \\
         "docs/cells/bt30-labelled-s0-3.csv::classical 50%" "docs/cells/bt30-labelled-s4-9.csv::classical 50%" \\
-        docs/cells/bt30-pool-r18mix.csv --model resnet18 --against none --against "classical 50%"
+        docs/cells/bt30-pool-r18mix.csv --model resnet18 --against none --against "classical 50%" \\
+        --seed 0 --seed 1 --seed 2 --seed 3 --seed 4 --seed 5
 """
 
 from __future__ import annotations
@@ -54,11 +55,29 @@ def split_source(source: Path | str) -> tuple[Path, str | None]:
     return Path(path), arm if sep else None
 
 
+def _arm_names(policies: pd.Series) -> dict[str, str]:
+    """Each recorded policy under its report name and its recorded name."""
+    known = set(policies)
+    return {policy_name(p): p for p in known} | {p: p for p in known}
+
+
 def _one_arm(frame: pd.DataFrame, arm: str, source: Path | str) -> pd.DataFrame:
-    names = {policy_name(p): p for p in set(frame.policy)} | {p: p for p in set(frame.policy)}
+    names = _arm_names(frame.policy)
     if arm not in names:
         raise SystemExit(f"{source}: no arm {arm!r} (it has {sorted(map(policy_name, set(frame.policy)))})")
     return frame[frame.policy == names[arm]]
+
+
+def _check_same_seeds(cells: pd.DataFrame) -> None:
+    for (model, fraction), g in cells.groupby(["model", "real_fraction"]):
+        by_arm = {policy: sorted(set(a.seed)) for policy, a in g.groupby("policy")}
+        first = next(iter(by_arm))
+        for policy, own in by_arm.items():
+            if own != by_arm[first]:
+                raise SystemExit(
+                    f"{model} at {fraction:g}: arm {policy_name(policy)!r} has seeds {own} but "
+                    f"{policy_name(first)!r} has {by_arm[first]}: every arm needs the same seeds to pair"
+                )
 
 
 def merged(
@@ -89,15 +108,8 @@ def merged(
                 "slices of one study share its config except study.seeds"
             )
     both = pd.concat(frames, ignore_index=True)
-    for (model, fraction), g in both.groupby(["model", "real_fraction"]) if len(whole) < len(frames) else ():
-        seeds = {policy: sorted(set(a.seed)) for policy, a in g.groupby("policy")}
-        first = next(iter(seeds))
-        for policy, own_seeds in seeds.items():
-            if own_seeds != seeds[first]:
-                raise SystemExit(
-                    f"{model} at {fraction:g}: arm {policy_name(policy)!r} has seeds {own_seeds} but "
-                    f"{policy_name(first)!r} has {seeds[first]}: every arm needs the same seeds to pair"
-                )
+    if len(whole) < len(frames):  # some sources gave one arm: their seeds are not held to a slice's
+        _check_same_seeds(both)
     twice = both[both.duplicated(KEYS, keep=False)]
     if not twice.empty:
         first = twice.iloc[0]
@@ -123,7 +135,7 @@ def table(cells: pd.DataFrame, metric: str, against: list[str]) -> pd.DataFrame:
         )
     rows = pd.DataFrame(out).set_index(["model", "fraction", "policy"])
     known = set(cells.policy)
-    by_name = {policy_name(p): p for p in known} | {p: p for p in known}  # display or recorded names
+    by_name = _arm_names(cells.policy)  # display or recorded names
     for base in against:
         if base not in by_name:
             raise SystemExit(f"--against {base!r} is not an arm of these cells: {sorted(map(policy_name, known))}")
